@@ -1,0 +1,75 @@
+"""omegaops: the operations backend of the omega|ml managed service."""
+
+from flask import Flask
+
+from config import Config, config_from_env
+
+
+def create_app(config_class: type[Config] | None = None, **overrides) -> Flask:
+    """Build the app: config, extensions, blueprints, API, admin console, jobs and CLI commands."""
+    app = Flask(__name__, instance_relative_config=False)
+    config_class = config_class or config_from_env()
+    settings = config_class.from_env()
+    settings.update(overrides)
+    config_class.check(settings)
+    app.config.update(settings)
+
+    register_extensions(app)
+    register_errorhandlers(app)
+    register_blueprints(app)
+    register_admin(app)
+    register_jobs(app)
+    register_commands(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from . import models  # noqa: F401 -- registers every table before Migrate looks at the metadata
+    from .extensions import csrf, db, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message_category = "info"
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        if not user_id.isdigit():
+            return None
+        return db.session.get(models.User, int(user_id))
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from .views.errors import register
+
+    register(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from .views import auth, main
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(main.bp)
+
+
+def register_admin(app: Flask) -> None:
+    from .views.admin import init_admin
+
+    init_admin(app)
+
+
+def register_jobs(app: Flask) -> None:
+    from .jobs.queues import init_queues
+
+    init_queues(app)
+
+
+def register_commands(app: Flask) -> None:
+    from . import cli
+    from .jobs import schedule, worker
+
+    cli.register(app)
+    worker.register(app)
+    schedule.register(app)

@@ -1,0 +1,1 @@
+"""Billing: pricing, invoices, their PDFs and payments."""

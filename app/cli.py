@@ -1,0 +1,300 @@
+"""The management CLI, with the original service's command names and flags.
+
+Every command exits non-zero with a one-line reason on bad input; none prints a traceback.
+"""
+
+import functools
+import json
+import os
+import secrets
+import sys
+
+import click
+from email_validator import EmailNotValidError, validate_email
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from .extensions import db
+from .models import Phase, ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, Status, User
+from .models.status import LIVE_DEPLOYMENT_STATES
+from .models.types import utcnow
+from .models.users import USERID_RE
+from .ops.commands import CommandRefused, issue_command
+from .ops.specs import SpecError, apply_specs, load_spec_files, spec_fallbacks
+
+
+def db_command(f):
+    """Run ``f`` in an app context; roll back and exit with one line on any database error."""
+
+    @functools.wraps(f)
+    @with_appcontext
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except click.ClickException:
+            db.session.rollback()
+            raise
+        except SQLAlchemyError as exc:
+            db.session.rollback()
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise click.ClickException(f"database error: {reason} (has `flask db upgrade` been run?)") from None
+        except Exception as exc:
+            db.session.rollback()
+            if os.environ.get("OMEGAOPS_TRACEBACK"):
+                raise
+            raise click.ClickException(
+                f"unexpected error: {type(exc).__name__}: {exc} (set OMEGAOPS_TRACEBACK=1 to see where)"
+            ) from None
+
+    return wrapper
+
+
+def find_user(ident: str) -> User:
+    """The user named by userid or email, or a ClickException."""
+    user = User.find(ident)
+    if user is None:
+        raise click.ClickException(f"no user {ident!r} (give a userid or an email)")
+    return user
+
+
+def find_plan(name: str) -> ServicePlan:
+    plan = ServicePlan.by_name(name)
+    if plan is None:
+        raise click.ClickException(f"no service plan named {name!r}")
+    return plan
+
+
+def echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.command("createservice")
+@click.option(
+    "--specs",
+    "spec_paths",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=True),
+    help="A YAML spec file, or a directory of them; repeatable.",
+)
+@db_command
+def createservice(spec_paths):
+    """Create or update service plans from YAML specs (unchanged specs change nothing)."""
+    try:
+        plans = load_spec_files(spec_paths, current_app.config["SCRIPTS_DIR"], spec_fallbacks(current_app.config))
+    except SpecError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not plans:
+        raise click.ClickException(f"no plans in {', '.join(spec_paths)}")
+    results = apply_specs(plans)
+    db.session.commit()
+    for result in results:
+        click.echo(str(result))
+
+
+@click.command("deleteservice")
+@click.option("--service", "name", required=True, help="The plan's name.")
+@click.option("--force", is_flag=True, help="Retire the plan even though it has live deployments.")
+@db_command
+def deleteservice(name, force):
+    """Delete a plan that was never deployed, or retire one with history; refuse while it is deployed."""
+    plan = find_plan(name)
+    live = list(
+        db.session.scalars(
+            select(ServiceDeployment)
+            .where(ServiceDeployment.plan_id == plan.id, ServiceDeployment.status.in_(LIVE_DEPLOYMENT_STATES))
+            .order_by(ServiceDeployment.id)
+        )
+    )
+    if live and not force:
+        listing = ", ".join(f"{d.id} ({d.user.userid}, {d.status.name})" for d in live[:20])
+        more = f" and {len(live) - 20} more" if len(live) > 20 else ""
+        raise click.ClickException(
+            f"service {name!r} has {len(live)} live deployment(s): {listing}{more}; "
+            "uninstall them first, or use --force to retire the plan"
+        )
+    used = db.session.scalar(select(func.count()).select_from(ServiceCommand).where(ServiceCommand.plan_id == plan.id))
+    used += db.session.scalar(
+        select(func.count()).select_from(ServiceDeployment).where(ServiceDeployment.plan_id == plan.id)
+    )
+    if used:
+        # history is never deleted: a plan that was ever deployed is retired instead
+        if plan.active:
+            plan.active, plan.offered, plan.retired_at = False, False, utcnow()
+        db.session.commit()
+        kept = f"; {len(live)} live deployment(s) keep running until uninstalled" if live else ""
+        click.echo(f"{name}: retired (its history is kept){kept}")
+    else:
+        db.session.delete(plan)
+        db.session.commit()
+        click.echo(f"{name}: deleted")
+
+
+@click.command("deployservice")
+@click.option("--phase", required=True, help="install, update, uninstall or check.")
+@click.option("--service", "name", required=True, help="The plan's name.")
+@click.option("--user", "user_ident", required=True, help="The user's userid or email.")
+@click.option("--params", default="", help='Comma-separated k=v pairs, e.g. "size=2,provider=".')
+@click.option("--deployment", "deployment_id", type=int, default=None, help="Which deployment, when several.")
+@click.option("--json", "as_json", is_flag=True, help="Print the command as JSON.")
+@db_command
+def deployservice(phase, name, user_ident, params, deployment_id, as_json):
+    """Issue a command on a user's service; a worker executes it."""
+    user = find_user(user_ident)
+    try:
+        command = issue_command(
+            plan=name, user=user, phase=phase, params=params, deployment_id=deployment_id, privileged=True
+        )
+    except CommandRefused as exc:
+        raise click.ClickException(exc.message) from None
+    db.session.commit()
+    if as_json:
+        echo_json(
+            {
+                "id": command.id,
+                "status": str(int(command.status)),
+                "phase": command.phase,
+                "service": name,
+                "user": user.userid,
+                "deployment": command.deployment_id,
+            }
+        )
+    else:
+        click.echo(
+            f"command {command.id}: {command.phase} {name} for {user.userid}, deployment {command.deployment_id}, "
+            f"status {command.status.name}"
+        )
+
+
+@click.command("listservices")
+@click.option("--user", "user_ident", default=None, help="List this user's deployments instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@db_command
+def listservices(user_ident, as_json):
+    """List the plans and their configuration versions, or one user's deployments."""
+    if user_ident:
+        user = find_user(user_ident)
+        deployments = list(
+            db.session.scalars(
+                select(ServiceDeployment)
+                .where(ServiceDeployment.user_id == user.id)
+                .options(db.joinedload(ServiceDeployment.plan), db.joinedload(ServiceDeployment.configuration))
+                .order_by(ServiceDeployment.id)
+            )
+        )
+        rows = [
+            {
+                "id": d.id,
+                "service": d.plan.name,
+                "version": d.configuration.version,
+                "status": d.status.name,
+                "health": d.health,
+                "created_at": d.created_at.isoformat(timespec="seconds"),
+            }
+            for d in deployments
+        ]
+        if as_json:
+            echo_json({"user": user.userid, "deployments": rows})
+        elif not rows:
+            click.echo(f"{user.userid} has no deployments")
+        else:
+            for row in rows:
+                click.echo(
+                    f"{row['id']:>6}  {row['service']:<16} v{row['version']:<4} {row['status']:<10} "
+                    f"{row['health']:<10} {row['created_at']}"
+                )
+        return
+    plans = list(
+        db.session.scalars(
+            select(ServicePlan).options(db.selectinload(ServicePlan.configurations)).order_by(ServicePlan.name)
+        )
+    )
+    rows = [
+        {
+            "name": p.name,
+            "title": p.title,
+            "offered": p.offered,
+            "one_per_user": p.one_per_user,
+            "active": p.active,
+            "versions": [c.version for c in p.configurations],
+            "current": _current_version(p.configurations),
+        }
+        for p in plans
+    ]
+    if as_json:
+        echo_json({"plans": rows})
+    elif not rows:
+        click.echo("no service plans (load some with `flask createservice --specs FILE`)")
+    else:
+        for row in rows:
+            state = "offered" if row["offered"] else "internal"
+            if not row["active"]:
+                state = "retired"
+            versions = ",".join(f"v{v}" for v in row["versions"]) or "-"
+            current = f"v{row['current']}" if row["current"] else "-"
+            click.echo(f"{row['name']:<16} {state:<9} current {current:<5} versions {versions}  {row['title']}")
+
+
+def _current_version(configurations: list[ServiceConfiguration]) -> int | None:
+    active = [c.version for c in configurations if c.active]
+    return max(active) if active else None
+
+
+@click.command("createadmin")
+@click.option("--email", required=True)
+@click.option("--userid", default=None, help="The omegaml userid (default: from the email).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--generate-password", is_flag=True, help="Make a random password and print it once.")
+@click.option("--if-none", is_flag=True, help="Do nothing when an admin exists already.")
+@db_command
+def createadmin(email, userid, password_stdin, generate_password, if_none):
+    """Create an admin account, or make an existing user an admin."""
+    if if_none and db.session.scalar(select(User.id).where(User.admin.is_(True)).limit(1)) is not None:
+        click.echo("an admin exists already: nothing to do")
+        return
+    try:
+        email = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise click.ClickException(f"invalid email {email!r}: {exc}") from None
+    if password_stdin and generate_password:
+        raise click.ClickException("use either --password-stdin or --generate-password")
+    user = User.find(email)
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif generate_password:
+        password = secrets.token_urlsafe(12)
+    elif user is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if password is not None and len(password) < 8:
+        raise click.ClickException("the password must have at least 8 characters")
+    if user is None:
+        if userid is not None and not USERID_RE.match(userid):
+            raise click.ClickException(f"invalid userid {userid!r} (2-63 lowercase letters, digits, _ . -; no colon)")
+        if userid is not None and User.find(userid) is not None:
+            raise click.ClickException(f"userid {userid!r} is taken")
+        user = User(email=email, userid=userid or User.make_userid(email), email_confirmed_at=utcnow())
+        db.session.add(user)
+        action = "created"
+    else:
+        action = "promoted" if not user.admin else "updated"
+    user.admin, user.active = True, True
+    if password is not None:
+        user.set_password(password)
+    db.session.commit()
+    click.echo(f"admin {user.email} (userid {user.userid}) {action}")
+    if generate_password:
+        click.echo(f"password: {password}  (shown once: write it down)")
+
+
+COMMANDS = (createservice, deleteservice, deployservice, listservices, createadmin)
+
+
+def register(app: Flask) -> None:
+    for command in COMMANDS:
+        app.cli.add_command(command)
+
+
+__all__ = ["COMMANDS", "Phase", "Status", "register"]

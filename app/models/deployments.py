@@ -1,0 +1,123 @@
+"""The workflow: deployments of plans for users, the commands issued on them and the tasks that run them."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from .services import JSONType, ServiceConfiguration, ServicePlan
+from .status import DEPLOYMENT_TRANSITIONS, RUN_TRANSITIONS, StatusMixin
+from .types import UTCDateTime, utcnow
+from .users import User
+
+
+class Health(StrEnum):
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+class FailureReason(StrEnum):
+    SCRIPT_ERROR = "script error"
+    TIMEOUT = "timeout"
+    WORKER_LOST = "worker lost"
+    CANCELLED = "cancelled"
+    SYSTEM_ERROR = "system error"
+
+
+class ServiceDeployment(StatusMixin, db.Model):
+    __tablename__ = "service_deployments"
+    __table_args__ = (Index("ix_service_deployments_user_plan_status", "user_id", "plan_id", "status"),)
+    TRANSITIONS = DEPLOYMENT_TRANSITIONS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("service_plans.id"), index=True)
+    configuration_id: Mapped[int] = mapped_column(ForeignKey("service_configurations.id"))
+    # written by the tasks' outputs; for `omegaml`, per-qualifier storage and broker credentials
+    settings: Mapped[dict] = mapped_column(JSONType, default=dict)
+    text: Mapped[str] = mapped_column(Text, default="")  # shown to the user
+    params: Mapped[dict] = mapped_column(JSONType, default=dict)
+    health: Mapped[str] = mapped_column(String(10), default=Health.UNKNOWN.value, index=True)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+    plan: Mapped[ServicePlan] = relationship()
+    configuration: Mapped[ServiceConfiguration] = relationship()
+    commands: Mapped[list["ServiceCommand"]] = relationship(
+        back_populates="deployment", order_by="ServiceCommand.id", foreign_keys="ServiceCommand.deployment_id"
+    )
+
+    def __repr__(self):
+        return f"<ServiceDeployment {self.id} {self.status.name}>"
+
+
+class ServiceCommand(StatusMixin, db.Model):
+    """A request to install, update, check or uninstall a deployment, executed task by task."""
+
+    __tablename__ = "service_commands"
+    __table_args__ = (Index("ix_service_commands_deployment_status", "deployment_id", "status"),)
+    TRANSITIONS = RUN_TRANSITIONS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    issuer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the service itself
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)  # whose deployment
+    plan_id: Mapped[int] = mapped_column(ForeignKey("service_plans.id"), index=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("service_deployments.id"), index=True)
+    configuration_id: Mapped[int] = mapped_column(ForeignKey("service_configurations.id"))
+    phase: Mapped[str] = mapped_column(String(10))
+    params: Mapped[dict] = mapped_column(JSONType, default=dict)
+    params_raw: Mapped[str] = mapped_column(Text, default="")  # as the client sent it
+    failure_reason: Mapped[str | None] = mapped_column(String(20))
+    failure_detail: Mapped[str] = mapped_column(Text, default="")
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    issuer: Mapped[User | None] = relationship(foreign_keys=[issuer_id])
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    plan: Mapped[ServicePlan] = relationship()
+    deployment: Mapped[ServiceDeployment] = relationship(back_populates="commands", foreign_keys=[deployment_id])
+    configuration: Mapped[ServiceConfiguration] = relationship()
+    tasks: Mapped[list["ServiceTask"]] = relationship(
+        back_populates="command", order_by="(ServiceTask.position, ServiceTask.attempt)"
+    )
+
+    def __repr__(self):
+        return f"<ServiceCommand {self.id} {self.phase} {self.status.name}>"
+
+
+class ServiceTask(StatusMixin, db.Model):
+    """One step as executed for a command: what ran, its exit code, log and outputs."""
+
+    __tablename__ = "service_tasks"
+    __table_args__ = (Index("ix_service_tasks_status_heartbeat", "status", "heartbeat_at"),)
+    TRANSITIONS = RUN_TRANSITIONS
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    command_id: Mapped[int] = mapped_column(ForeignKey("service_commands.id"), index=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("service_deployments.id"), index=True)
+    position: Mapped[int]
+    attempt: Mapped[int] = mapped_column(default=1)
+    name: Mapped[str] = mapped_column(String(200))
+    step: Mapped[dict] = mapped_column(JSONType, default=dict)  # the step as executed
+    resolved: Mapped[str | None] = mapped_column(String(64))  # the git commit or the checked sha256
+    exit_code: Mapped[int | None]
+    log: Mapped[str] = mapped_column(Text, default="")
+    outputs: Mapped[dict] = mapped_column(JSONType, default=dict)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    command: Mapped[ServiceCommand] = relationship(back_populates="tasks")
+    deployment: Mapped[ServiceDeployment] = relationship()
+
+    def __repr__(self):
+        return f"<ServiceTask {self.id} #{self.position} {self.status.name}>"

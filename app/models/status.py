@@ -1,0 +1,89 @@
+"""The state model shared by deployments, commands and tasks, and the one place its transitions are checked."""
+
+from enum import IntEnum
+from typing import ClassVar
+
+from sqlalchemy.orm import Mapped, mapped_column, validates
+
+from .types import IntEnumType
+
+
+class Status(IntEnum):
+    """The original service's states; the values are what the API shows (as strings)."""
+
+    INITIATED = 0  # created
+    PENDING = 1  # scheduled or running; for a deployment also "being updated or removed"
+    COMPLETED = 5
+    REMOVED = 8  # kept for history
+    FAILED = 9
+
+    @property
+    def is_final(self) -> bool:
+        return self in (Status.COMPLETED, Status.REMOVED, Status.FAILED)
+
+
+S = Status
+
+# a command or a task runs once: a retry is a new command, a new attempt a new task
+RUN_TRANSITIONS: dict[Status | None, frozenset[Status]] = {
+    None: frozenset({S.INITIATED}),
+    S.INITIATED: frozenset({S.PENDING, S.FAILED}),  # claimed, or cancelled / refused before it ran
+    S.PENDING: frozenset({S.COMPLETED, S.FAILED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset(),
+    S.REMOVED: frozenset(),
+}
+
+# a deployment lives through many commands: install, updates, checks, uninstall
+DEPLOYMENT_TRANSITIONS: dict[Status | None, frozenset[Status]] = {
+    None: frozenset({S.INITIATED}),
+    S.INITIATED: frozenset({S.PENDING, S.FAILED, S.REMOVED}),
+    S.PENDING: frozenset({S.COMPLETED, S.FAILED, S.REMOVED}),
+    S.COMPLETED: frozenset({S.PENDING}),  # an update or uninstall starts
+    S.FAILED: frozenset({S.PENDING, S.REMOVED}),  # a retry, an update, or an uninstall of what is left
+    S.REMOVED: frozenset(),
+}
+
+LIVE_DEPLOYMENT_STATES = (S.INITIATED, S.PENDING, S.COMPLETED, S.FAILED)
+IN_FLIGHT_STATES = (S.INITIATED, S.PENDING)
+
+
+class IllegalTransition(ValueError):
+    """A status change the state model does not allow."""
+
+    def __init__(self, obj, old, new):
+        self.obj, self.old, self.new = obj, old, new
+        old_name = old.name if old is not None else "(new)"
+        new_name = new.name if isinstance(new, Status) else repr(new)
+        super().__init__(f"{type(obj).__name__} {getattr(obj, 'id', None)}: {old_name} -> {new_name} is not allowed")
+
+
+class StatusMixin:
+    """A ``status`` column whose every assignment is checked against the class's ``TRANSITIONS``."""
+
+    TRANSITIONS: ClassVar[dict[Status | None, frozenset[Status]]] = RUN_TRANSITIONS
+
+    status: Mapped[Status] = mapped_column(IntEnumType(Status), default=Status.INITIATED, index=True)
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("status", Status.INITIATED)
+        super().__init__(**kwargs)
+
+    @validates("status")
+    def _check_transition(self, key, new):
+        try:
+            new = Status(new)
+        except ValueError:
+            raise IllegalTransition(self, self.status, new) from None
+        old = self.__dict__.get("status")
+        if old is not None:
+            old = Status(old)
+        if old == new:
+            return new
+        if new not in self.TRANSITIONS[old]:
+            raise IllegalTransition(self, old, new)
+        return new
+
+    def can_become(self, new: Status) -> bool:
+        """Tell whether the status may change to ``new`` now."""
+        return new == self.status or new in self.TRANSITIONS[self.status]

@@ -1,0 +1,54 @@
+"""Column types that normalise values in one place: UTC datetimes and integer status enums."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Integer
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored in UTC and always returned timezone-aware.
+
+    SQLite hands back naive datetimes and PostgreSQL aware ones; this is the one place that
+    makes them the same. Naive values written by our code are refused rather than guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class IntEnumType(TypeDecorator):
+    """An ``IntEnum`` stored as its integer value (the numbers the API and the original service show)."""
+
+    impl = Integer
+    cache_ok = True
+
+    def __init__(self, enum_class, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.enum_class = enum_class
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else int(self.enum_class(value))
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else self.enum_class(value)

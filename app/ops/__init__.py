@@ -1,0 +1,1 @@
+"""The provisioning engine: service specs, params, commands and the steps they run."""

@@ -1,0 +1,80 @@
+"""Built-in steps: python callables that service specs name with ``task: app.ops.tasks.<name>``.
+
+A step receives a ``StepContext`` and returns a dict of outputs, which the engine merges into the
+deployment's settings (as it does with the JSON a script writes to ``$OMEGAOPS_OUTPUT``).
+"""
+
+import secrets
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from flask import current_app
+
+from ..models import ServiceCommand, ServiceDeployment, User
+from .commands import CommandRefused, issue_command
+
+
+@dataclass
+class StepContext:
+    command: ServiceCommand
+    deployment: ServiceDeployment
+    user: User
+    phase: str
+    params: dict[str, str]  # the command's params over the step's own
+    env: dict[str, str] = field(default_factory=dict)  # the configuration's env
+    log: list[str] = field(default_factory=list)  # lines for the task's log
+
+    def say(self, line: str) -> None:
+        self.log.append(line)
+
+
+def user_signup(ctx: StepContext) -> dict:
+    """Sign-up: issue the ``omegaml`` install for the new user (the service itself is the issuer)."""
+    try:
+        command = issue_command(plan="omegaml", user=ctx.user, phase="install", params="", privileged=True)
+    except CommandRefused as exc:
+        if exc.code == "conflict":
+            ctx.say(f"omegaml is already deployed for {ctx.user.userid}: {exc.message}")
+            return {}
+        raise
+    ctx.say(f"issued command {command.id}: install omegaml for {ctx.user.userid}")
+    return {"omegaml_command_id": command.id}
+
+
+def deploy_user_service(ctx: StepContext) -> dict:
+    """Give the user their omegaml storage database and broker vhost for a qualifier (``default`` unless given).
+
+    Credentials are made once per qualifier and kept across updates, so clients keep working.
+    Where the databases live comes from the configuration's env (``MONGO_HOST``, ``BROKER_HOST``,
+    ...) or the app config; a script step of the same plan creates them on the servers.
+    """
+    qualifier = ctx.params.get("qualifier") or "default"
+    existing = (ctx.deployment.settings or {}).get(qualifier)
+    if existing:
+        ctx.say(f"qualifier {qualifier!r} is provisioned already; credentials kept")
+        return {}
+    config = current_app.config
+
+    def setting(name: str, default: str) -> str:
+        return ctx.env.get(name) or config.get(f"USER_{name}") or default
+
+    userid = ctx.user.userid
+    dbname = f"{userid}-{qualifier}" if qualifier != "default" else userid
+    password = quote(secrets.token_urlsafe(24), safe="")
+    mongo = f"{setting('MONGO_HOST', 'localhost')}:{setting('MONGO_PORT', '27017')}"
+    broker = f"{setting('BROKER_HOST', 'localhost')}:{setting('BROKER_PORT', '5672')}"
+    use_ssl = setting("USE_SSL", "false").lower() in ("1", "true", "yes")
+    ctx.say(f"provisioned database {dbname!r} and broker vhost {dbname!r} for qualifier {qualifier!r}")
+    return {
+        qualifier: {
+            "OMEGA_MONGO_URL": f"mongodb://{quote(userid)}:{password}@{mongo}/{quote(dbname)}",
+            "OMEGA_CELERY_CONFIG": {
+                "BROKER_URL": f"amqp://{quote(userid)}:{password}@{broker}/{quote(dbname)}",
+                "CELERY_DEFAULT_QUEUE": "default",
+            },
+            "OMEGA_MONGO_SSL_KWARGS": {"tls": use_ssl},
+            "OMEGA_USESSL": use_ssl,
+            "OMEGA_USERID": userid,
+            "OMEGA_QUALIFIER": qualifier,
+        }
+    }

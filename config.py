@@ -1,0 +1,134 @@
+"""Configuration: defaults per environment, overridden by ``OMEGAOPS_*`` environment variables.
+
+The variables are read when the app is created (``Config.from_env``), not at import, so a test or a
+management command that sets one before ``create_app()`` sees it.
+"""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+PREFIX = "OMEGAOPS_"
+
+
+def _to_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{PREFIX}{name} must be a boolean (1/0, true/false), got {value!r}")
+
+
+def _to_int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{PREFIX}{name} must be an integer, got {value!r}") from None
+
+
+def _to_path(name: str, value: str) -> Path:
+    return Path(value).expanduser().resolve()
+
+
+def _to_str(name: str, value: str) -> str:
+    return value
+
+
+# setting -> converter; the variable is OMEGAOPS_<setting>, except where ENV_NAMES says otherwise
+SETTINGS = {
+    "SECRET_KEY": _to_str,
+    "SQLALCHEMY_DATABASE_URI": _to_str,
+    "REDIS_URL": _to_str,
+    "INSTANCE_DIR": _to_path,
+    "SERVICES_DIR": _to_path,
+    "SCRIPTS_DIR": _to_path,
+    "CLUSTER_ID": _to_str,
+    "PASSWORD_HASH_METHOD": _to_str,
+    "MAX_CONTENT_LENGTH": _to_int,
+    "DEFAULT_STEP_TIMEOUT": _to_int,
+    "SESSION_COOKIE_SECURE": _to_bool,
+}
+ENV_NAMES = {"SQLALCHEMY_DATABASE_URI": "DATABASE_URL"}
+
+
+class Config:
+    """Defaults shared by every environment; each can be set with its ``OMEGAOPS_`` variable."""
+
+    ENV_NAME = "default"
+    SECRET_KEY: str | None = None
+    INSTANCE_DIR = BASE_DIR / "instance"
+    # None: a SQLite file in INSTANCE_DIR (see from_env)
+    SQLALCHEMY_DATABASE_URI: str | None = None
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # the embedded Redis that `make run` starts has a port of its own, so it never clashes with a system Redis
+    REDIS_URL = "redis://127.0.0.1:6390/0"
+    # the cluster this omegaops runs; `${CLUSTER_ID}` in service specs falls back to it
+    CLUSTER_ID = "local"
+    SERVICES_DIR = BASE_DIR / "services"
+    SCRIPTS_DIR = BASE_DIR / "services" / "scripts"
+    PASSWORD_HASH_METHOD = "scrypt"  # noqa: S105 -- a hash method name, not a password
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    DEFAULT_STEP_TIMEOUT = 600
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    WTF_CSRF_TIME_LIMIT = None
+
+    @classmethod
+    def from_env(cls, environ=None) -> dict:
+        """Return this class's settings with the ``OMEGAOPS_*`` variables applied."""
+        environ = os.environ if environ is None else environ
+        values = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
+        for key, convert in SETTINGS.items():
+            name = ENV_NAMES.get(key, key)
+            raw = environ.get(PREFIX + name)
+            if raw not in (None, ""):
+                values[key] = convert(name, raw)
+        if values["SQLALCHEMY_DATABASE_URI"] is None:
+            values["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{values['INSTANCE_DIR'] / 'omegaops.db'}"
+        return values
+
+    @classmethod
+    def check(cls, values: dict) -> None:
+        """Raise when a setting this environment cannot run without is missing."""
+        if not values.get("SECRET_KEY"):
+            raise RuntimeError(f"{PREFIX}SECRET_KEY must be set")
+
+
+class DevelopmentConfig(Config):
+    """Local development and `make run`: a fixed secret is acceptable only here."""
+
+    ENV_NAME = "development"
+    SECRET_KEY = "dev-only-not-secret"  # noqa: S105 -- development only; production requires its own
+
+
+class TestConfig(Config):
+    """Tests: fast password hashing; fixtures pass the database and Redis URLs as overrides."""
+
+    ENV_NAME = "test"
+    TESTING = True
+    SECRET_KEY = "test-secret"  # noqa: S105 -- tests only
+    SQLALCHEMY_DATABASE_URI = "sqlite://"
+    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"  # noqa: S105 -- fast hashing for tests
+    WTF_CSRF_ENABLED = False
+
+
+class ProductionConfig(Config):
+    """Production: gunicorn behind a proxy; refuses to start without ``OMEGAOPS_SECRET_KEY``."""
+
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+
+
+CONFIGS = {"development": DevelopmentConfig, "test": TestConfig, "production": ProductionConfig}
+
+
+def config_from_env(environ=None) -> type[Config]:
+    """Pick the config class named by ``OMEGAOPS_ENV`` (development, test, production)."""
+    environ = os.environ if environ is None else environ
+    name = environ.get(PREFIX + "ENV") or "development"
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise ValueError(f"{PREFIX}ENV must be one of {', '.join(CONFIGS)}, got {name!r}") from None

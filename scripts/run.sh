@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# `make run`: migrate, load the shipped services, make the first admin, then run Redis, the web app,
+# a worker and the scheduler under one supervisor (honcho). Ctrl-C stops them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export FLASK_APP=wsgi
+export OMEGAOPS_ENV=${OMEGAOPS_ENV:-development}
+export PATH="$PWD/.venv/bin:$PATH"
+instance=${OMEGAOPS_INSTANCE_DIR:-$PWD/instance}
+export OMEGAOPS_INSTANCE_DIR=$instance
+mkdir -p "$instance"
+
+flask db upgrade
+flask createservice --specs services/
+
+admin_email=${OMEGAOPS_ADMIN_EMAIL:-admin@example.com}
+if [ -n "${OMEGAOPS_ADMIN_PASSWORD:-}" ]; then
+  printf '%s\n' "$OMEGAOPS_ADMIN_PASSWORD" | flask createadmin --if-none --email "$admin_email" --password-stdin
+else
+  flask createadmin --if-none --email "$admin_email" --generate-password
+fi
+
+port=${OMEGAOPS_PORT:-5000}
+echo "omegaops: http://127.0.0.1:$port/  (console: /admin/)  Ctrl-C stops everything"
+export OMEGAOPS_PORT=$port OMEGAOPS_REDIS_DIR="$instance"
+if [ -n "${OMEGAOPS_REDIS_URL:-}" ]; then
+  # an external Redis: don't start the embedded one
+  exec honcho start -f Procfile web worker scheduler
+fi
+exec honcho start -f Procfile
