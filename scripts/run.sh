@@ -21,11 +21,12 @@ else
   flask createadmin --if-none --email "$admin_email" --generate-password
 fi
 
-port=${OMEGAOPS_PORT:-5000}
-echo "omegaops: http://127.0.0.1:$port/  (console: /admin/)  Ctrl-C stops everything"
-export OMEGAOPS_PORT=$port OMEGAOPS_REDIS_DIR="$instance"
+export OMEGAOPS_PORT=${OMEGAOPS_PORT:-5000} OMEGAOPS_REDIS_DIR="$instance"
+echo "omegaops: http://127.0.0.1:$OMEGAOPS_PORT/  (console: /admin/)  Ctrl-C stops everything"
 if [ -n "${OMEGAOPS_REDIS_URL:-}" ]; then
   # an external Redis: don't start the embedded one
   exec honcho start -f Procfile web worker scheduler
 fi
+export OMEGAOPS_REDIS_PORT=${OMEGAOPS_REDIS_PORT:-6390}
+export OMEGAOPS_REDIS_URL="redis://127.0.0.1:$OMEGAOPS_REDIS_PORT/0"
 exec honcho start -f Procfile

@@ -3,6 +3,7 @@
 from enum import IntEnum
 from typing import ClassVar
 
+from sqlalchemy import inspect
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from .types import IntEnumType
@@ -75,7 +76,12 @@ class StatusMixin:
             new = Status(new)
         except ValueError:
             raise IllegalTransition(self, self.status, new) from None
-        old = self.__dict__.get("status")
+        if "status" in self.__dict__:
+            old = self.__dict__["status"]
+        elif inspect(self).has_identity:
+            old = getattr(self, key)  # expired after a commit: load the stored value to check against it
+        else:
+            old = None  # a new object
         if old is not None:
             old = Status(old)
         if old == new:

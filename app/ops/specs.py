@@ -50,6 +50,10 @@ LANGUAGES = {".sh": "shell", ".bash": "shell", ".py": "python"}
 PLAN_KEYS = {"plan", "title", "description", "offered", "one_per_user", "defaults", "configuration", "steps"}
 STEP_KEYS = {"task", "script", "name", "language", "params", "phases", "timeout", "retries"}
 MAX_TIMEOUT = 24 * 3600
+# the column sizes of ServicePlan.title, ServiceStep.ref and ServiceStep.target / repository
+MAX_TITLE = 200
+MAX_REF = 200
+MAX_LOCATION = 1000
 MAX_RETRIES = 10
 
 
@@ -163,7 +167,7 @@ def _parse_plan(item, index, where, scripts_dir, fallbacks, environ) -> PlanSpec
             f"plan: {name!r} is not a valid plan name (lowercase letters, digits, - and _, starting with a letter)",
             item=index,
         )
-    unknown = sorted(set(item) - PLAN_KEYS)
+    unknown = unknown_keys(item, PLAN_KEYS)
     if unknown:
         where.fail(f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(PLAN_KEYS))})", plan=name)
 
@@ -173,6 +177,8 @@ def _parse_plan(item, index, where, scripts_dir, fallbacks, environ) -> PlanSpec
             value = item[key]
             if value is not None and not isinstance(value, str):
                 where.fail(f"{key}: must be text", plan=name)
+            if key == "title" and value and len(value) > MAX_TITLE:
+                where.fail(f"title: is longer than {MAX_TITLE} characters", plan=name)
             fields[key] = value or ""
     for key in ("offered", "one_per_user"):
         if key in item:
@@ -188,7 +194,7 @@ def _parse_plan(item, index, where, scripts_dir, fallbacks, environ) -> PlanSpec
     configuration = item.get("configuration") or {}
     if not isinstance(configuration, dict):
         where.fail("configuration: must be a mapping with `env:`", plan=name)
-    unknown = sorted(set(configuration) - {"env"})
+    unknown = unknown_keys(configuration, {"env"})
     if unknown:
         where.fail(f"configuration.{unknown[0]}: unknown field (allowed: env)", plan=name)
     raw_env = configuration.get("env") or {}
@@ -226,7 +232,7 @@ def _parse_step(raw, number, plan, where, scripts_dir) -> StepSpec:
 
     if not isinstance(raw, dict):
         fail("must be a mapping with `task:` or `script:`")
-    unknown = sorted(set(raw) - STEP_KEYS)
+    unknown = unknown_keys(raw, STEP_KEYS)
     if unknown:
         fail(f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(STEP_KEYS))})")
     if ("task" in raw) == ("script" in raw):
@@ -245,7 +251,7 @@ def _parse_step(raw, number, plan, where, scripts_dir) -> StepSpec:
     name = raw.get("name")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         fail("name: must be non-empty text")
-    step.name = (name or step.target.rsplit("/", 1)[-1].rsplit(".", 1)[-1] or step.kind).strip()[:200]
+    step.name = (name or default_step_name(step)).strip()[:200]
 
     params = raw.get("params", "")
     params = "" if params is None else params
@@ -284,6 +290,18 @@ def _parse_step(raw, number, plan, where, scripts_dir) -> StepSpec:
     return step
 
 
+def unknown_keys(mapping: dict, allowed) -> list[str]:
+    """The keys of ``mapping`` that are not allowed, as text (YAML keys may be numbers or null)."""
+    return sorted(str(key) for key in mapping if key not in allowed)
+
+
+def default_step_name(step: StepSpec) -> str:
+    """A task is named after its function, a script after its file."""
+    if step.kind == StepKind.TASK:
+        return step.target.rsplit(".", 1)[-1]
+    return step.target.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or step.kind
+
+
 def _check_task(path, fail) -> str:
     if not isinstance(path, str) or not DOTTED_RE.match(path):
         fail(f"task: {path!r} is not a dotted path to a python callable (module.function)")
@@ -301,6 +319,8 @@ def _parse_script(script, language, scripts_dir: Path, fail) -> StepSpec:
     if isinstance(script, str):
         if not script.strip():
             fail("script: is empty")
+        if len(script) > MAX_LOCATION:
+            fail(f"script: is longer than {MAX_LOCATION} characters")
         path = resolve_script(scripts_dir, script)
         if path is None:
             fail(f"script: {script!r} is outside the scripts directory")
@@ -310,12 +330,15 @@ def _parse_script(script, language, scripts_dir: Path, fail) -> StepSpec:
     if not isinstance(script, dict):
         fail("script: must be a path under the scripts directory, or {git, ref, path}, or {url, sha256}")
     if "git" in script:
-        unknown = sorted(set(script) - {"git", "ref", "path"})
+        unknown = unknown_keys(script, {"git", "ref", "path"})
         if unknown:
             fail(f"script.{unknown[0]}: unknown field (a git script has git, ref, path)")
         for key in ("git", "ref", "path"):
             if not isinstance(script.get(key), str) or not script[key].strip():
                 fail(f"script.{key}: is required for a git script")
+            limit = MAX_REF if key == "ref" else MAX_LOCATION
+            if len(script[key]) > limit:
+                fail(f"script.{key}: is longer than {limit} characters")
         path = script["path"]
         if path.startswith("/") or ".." in Path(path).parts:
             fail(f"script.path: {path!r} must be a relative path inside the repository")
@@ -328,12 +351,14 @@ def _parse_script(script, language, scripts_dir: Path, fail) -> StepSpec:
             language=_language(path, language, fail),
         )
     if "url" in script:
-        unknown = sorted(set(script) - {"url", "sha256"})
+        unknown = unknown_keys(script, {"url", "sha256"})
         if unknown:
             fail(f"script.{unknown[0]}: unknown field (a url script has url, sha256)")
         url = script["url"]
         if not isinstance(url, str) or not re.match(r"^(https?|file)://", url):
             fail(f"script.url: {url!r} must be an http(s):// or file:// URL")
+        if len(url) > MAX_LOCATION:
+            fail(f"script.url: is longer than {MAX_LOCATION} characters")
         sha256 = script.get("sha256")
         if not isinstance(sha256, str) or not SHA256_RE.match(sha256.lower()):
             fail("script.sha256: is required for a url script (64 hex digits)")
@@ -358,9 +383,9 @@ def _language(path: str, language: str | None, fail) -> str:
 
 def resolve_script(scripts_dir: Path, relative: str) -> Path | None:
     """Return the real path of ``relative`` under ``scripts_dir``, or None when it escapes it (``..``, symlinks)."""
-    base = Path(scripts_dir).resolve()
-    if Path(relative).is_absolute():
+    if "\x00" in relative or Path(relative).is_absolute():
         return None
+    base = Path(scripts_dir).resolve()
     path = (base / relative).resolve()
     if path != base and base not in path.parents:
         return None

@@ -1,0 +1,58 @@
+"""Valid rows by default; pass what a test cares about."""
+
+import itertools
+
+from flask import current_app
+
+from app.extensions import db
+from app.models import User
+from app.ops.specs import apply_specs, parse_specs, spec_fallbacks
+
+PASSWORD = "correct horse battery"
+_counter = itertools.count(1)
+
+
+def make_user(email=None, userid=None, admin=False, active=True, password=PASSWORD, **fields):
+    n = next(_counter)
+    user = User(
+        email=email or f"user{n}@example.com",
+        userid=userid or f"user{n}",
+        admin=admin,
+        active=active,
+        first_name=fields.pop("first_name", "Ada"),
+        last_name=fields.pop("last_name", f"Tester{n}"),
+        **fields,
+    )
+    if password:
+        user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+SIMPLE_SPEC = """
+- plan: {name}
+  title: {title}
+  offered: {offered}
+  one_per_user: {one_per_user}
+  configuration:
+    env:
+      CLUSTER_ID: ${{CLUSTER_ID}}
+  steps:
+    - task: app.ops.tasks.deploy_user_service
+      params: ""
+      phases: [install, update]
+"""
+
+
+def make_plan(name="omegaml", title="omega|ml", offered=True, one_per_user=True, spec=None):
+    """A plan loaded through the real spec loader (so factories and `createservice` agree)."""
+    text = spec or SIMPLE_SPEC.format(
+        name=name, title=title, offered=str(offered).lower(), one_per_user=str(one_per_user).lower()
+    )
+    plans = parse_specs(text, "factory", current_app.config["SCRIPTS_DIR"], spec_fallbacks(current_app.config))
+    apply_specs(plans)
+    db.session.commit()
+    from app.models import ServicePlan
+
+    return ServicePlan.by_name(plans[0].name)
