@@ -59,27 +59,27 @@ def make_app(database_url, redis_url, tmp_path, **overrides):
     )
 
 
-@pytest.fixture
-def app(sqlite_url, redis_url, tmp_path):
-    """The app on a fresh SQLite file, with every table created."""
-    app = make_app(sqlite_url, redis_url, tmp_path)
+def app_with_tables(database_url, redis_url, tmp_path):
+    """Yield the app inside its context with every table created; clean up after."""
+    app = make_app(database_url, redis_url, tmp_path)
     with app.app_context():
         db.create_all()
         yield app
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app(sqlite_url, redis_url, tmp_path):
+    """The app on a fresh SQLite file, with every table created."""
+    yield from app_with_tables(sqlite_url, redis_url, tmp_path)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def any_app(request, redis_url, tmp_path):
     """The app on SQLite, then on PostgreSQL: for behaviour that must hold on both."""
     url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-    app = make_app(url, redis_url, tmp_path)
-    with app.app_context():
-        db.create_all()
-        yield app
-        db.session.remove()
-        db.engine.dispose()
+    yield from app_with_tables(url, redis_url, tmp_path)
 
 
 @pytest.fixture
