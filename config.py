@@ -35,6 +35,17 @@ def _to_str(name: str, value: str) -> str:
     return value
 
 
+def _to_float(name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{PREFIX}{name} must be a number, got {value!r}") from None
+
+
+def _to_list(name: str, value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 # setting -> converter; the variable is OMEGAOPS_<setting>, except where ENV_NAMES says otherwise
 SETTINGS = {
     "SECRET_KEY": _to_str,
@@ -48,6 +59,14 @@ SETTINGS = {
     "MAX_CONTENT_LENGTH": _to_int,
     "DEFAULT_STEP_TIMEOUT": _to_int,
     "SESSION_COOKIE_SECURE": _to_bool,
+    "SCRIPT_SOURCES": _to_list,
+    "RETRY_BACKOFF_SECONDS": _to_float,
+    "LOST_AFTER_SECONDS": _to_float,
+    "TASK_TICK_SECONDS": _to_float,
+    "KILL_GRACE_SECONDS": _to_float,
+    "TASK_LOG_HEAD": _to_int,
+    "TASK_LOG_TAIL": _to_int,
+    "COMMAND_JOB_TIMEOUT": _to_int,
 }
 ENV_NAMES = {"SQLALCHEMY_DATABASE_URI": "DATABASE_URL"}
 
@@ -70,6 +89,15 @@ class Config:
     PASSWORD_HASH_METHOD = "scrypt"  # noqa: S105 -- a hash method name, not a password
     MAX_CONTENT_LENGTH = 1024 * 1024
     DEFAULT_STEP_TIMEOUT = 600
+    # URL prefixes that git and url steps may fetch scripts from; empty: none
+    SCRIPT_SOURCES: list[str] = []
+    RETRY_BACKOFF_SECONDS = 2.0  # doubled at each retry of a step, at most 60
+    LOST_AFTER_SECONDS = 60.0  # a command whose runner has not beaten for this long is failed (worker lost)
+    TASK_TICK_SECONDS = 1.0  # how often a running task's log and heartbeat are saved
+    KILL_GRACE_SECONDS = 5.0  # between SIGTERM and SIGKILL of a script's process group
+    TASK_LOG_HEAD = 64 * 1024  # characters of a task's log kept from its start ...
+    TASK_LOG_TAIL = 64 * 1024  # ... and from its end
+    COMMAND_JOB_TIMEOUT = 24 * 3600  # RQ's limit for one command; steps have their own timeouts
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False
@@ -111,6 +139,9 @@ class TestConfig(Config):
     SECRET_KEY = "test-secret"  # noqa: S105 -- tests only
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"  # noqa: S105 -- fast hashing for tests
+    RETRY_BACKOFF_SECONDS = 0.05
+    TASK_TICK_SECONDS = 0.2
+    KILL_GRACE_SECONDS = 1.0
     WTF_CSRF_ENABLED = False
 
 

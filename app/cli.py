@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import sys
+import time
 
 import click
 from email_validator import EmailNotValidError, validate_email
@@ -17,11 +18,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .extensions import db
+from .jobs.provisioning import enqueue_command
 from .models import Phase, ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, Status, User
 from .models.status import LIVE_DEPLOYMENT_STATES
 from .models.types import utcnow
 from .models.users import USERID_RE
 from .ops.commands import CommandRefused, issue_command
+from .ops.engine import request_cancel, retry
 from .ops.specs import SpecError, apply_specs, load_spec_files, spec_fallbacks
 
 
@@ -139,8 +142,10 @@ def deleteservice(name, force):
 @click.option("--params", default="", help='Comma-separated k=v pairs, e.g. "size=2,provider=".')
 @click.option("--deployment", "deployment_id", type=int, default=None, help="Which deployment, when several.")
 @click.option("--json", "as_json", is_flag=True, help="Print the command as JSON.")
+@click.option("--wait", is_flag=True, help="Follow the command task by task; exit 0 only when it completes.")
+@click.option("--timeout", default=3600, type=click.IntRange(1), help="With --wait: give up following after this.")
 @db_command
-def deployservice(phase, name, user_ident, params, deployment_id, as_json):
+def deployservice(phase, name, user_ident, params, deployment_id, as_json, wait, timeout):
     """Issue a command on a user's service; a worker executes it."""
     user = find_user(user_ident)
     try:
@@ -150,6 +155,15 @@ def deployservice(phase, name, user_ident, params, deployment_id, as_json):
     except CommandRefused as exc:
         raise click.ClickException(exc.message) from None
     db.session.commit()
+    queued = enqueue_command(command.id)
+    if wait:
+        click.echo(
+            f"command {command.id}: {command.phase} {name} for {user.userid}, deployment {command.deployment_id}"
+        )
+        if not queued:
+            click.echo("Redis is unreachable: the dispatcher will enqueue the command when it is back")
+        follow_command(command.id, timeout)
+        return
     if as_json:
         echo_json(
             {
@@ -159,13 +173,87 @@ def deployservice(phase, name, user_ident, params, deployment_id, as_json):
                 "service": name,
                 "user": user.userid,
                 "deployment": command.deployment_id,
+                "queued": queued,
             }
         )
     else:
+        note = "" if queued else " (Redis is unreachable: the dispatcher will enqueue it when it is back)"
         click.echo(
             f"command {command.id}: {command.phase} {name} for {user.userid}, deployment {command.deployment_id}, "
-            f"status {command.status.name}"
+            f"status {command.status.name}{note}"
         )
+
+
+def follow_command(command_id: int, timeout: float, poll: float = 0.5) -> None:
+    """Print a command's progress task by task with its tasks' new log lines; fail unless it completes."""
+    deadline = time.monotonic() + timeout
+    shown_status: dict[int, Status] = {}
+    shown_log: dict[int, str] = {}
+    while True:
+        db.session.expire_all()
+        command = db.session.get(ServiceCommand, command_id)
+        total = len(command.configuration.steps_for(command.phase))
+        for task in command.tasks:
+            if shown_status.get(task.id) != task.status:
+                shown_status[task.id] = task.status
+                attempt = f" (attempt {task.attempt})" if task.attempt > 1 else ""
+                extra = f", exit code {task.exit_code}" if task.exit_code not in (None, 0) else ""
+                extra += f", {task.failure_reason}" if task.failure_reason else ""
+                bar = "#" * task.position + "." * max(total - task.position, 0)
+                click.echo(f"[{bar}] step {task.position}/{total} {task.name}{attempt}: {task.status.name}{extra}")
+            text, before = task.log or "", shown_log.get(task.id, "")
+            if text != before:
+                new = text[len(before) :] if text.startswith(before) else text
+                for line in new.splitlines():
+                    click.echo(f"    | {line}")
+                shown_log[task.id] = text
+        if command.status.is_final:
+            break
+        if time.monotonic() >= deadline:
+            raise click.ClickException(
+                f"command {command_id} is still {command.status.name} after {timeout:g}s (it goes on running)"
+            )
+        time.sleep(poll)
+    if command.status != Status.COMPLETED:
+        raise click.ClickException(
+            f"command {command_id} {command.status.name}: {command.failure_reason}: {command.failure_detail}"
+        )
+    click.echo(f"command {command_id} COMPLETED")
+
+
+@click.command("cancelcommand")
+@click.argument("command_id", type=int)
+@db_command
+def cancelcommand(command_id):
+    """Cancel a command: at once when it has not started, else its running step is stopped."""
+    command = db.session.get(ServiceCommand, command_id)
+    if command is None:
+        raise click.ClickException(f"no command {command_id}")
+    try:
+        outcome = request_cancel(command)
+    except CommandRefused as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"command {command_id}: {outcome}")
+
+
+@click.command("retrycommand")
+@click.argument("command_id", type=int)
+@click.option("--wait", is_flag=True, help="Follow the new command; exit 0 only when it completes.")
+@db_command
+def retrycommand(command_id, wait):
+    """Issue a failed command again, as a new command (its history is kept)."""
+    command = db.session.get(ServiceCommand, command_id)
+    if command is None:
+        raise click.ClickException(f"no command {command_id}")
+    try:
+        again = retry(command)
+    except CommandRefused as exc:
+        raise click.ClickException(exc.message) from None
+    db.session.commit()
+    enqueue_command(again.id)
+    click.echo(f"command {again.id}: retry of command {command_id} ({again.phase}), status {again.status.name}")
+    if wait:
+        follow_command(again.id, 3600)
 
 
 @click.command("listservices")
@@ -289,7 +377,7 @@ def createadmin(email, userid, password_stdin, generate_password, if_none):
         click.echo(f"password: {password}  (shown once: write it down)")
 
 
-COMMANDS = (createservice, deleteservice, deployservice, listservices, createadmin)
+COMMANDS = (createservice, deleteservice, deployservice, listservices, createadmin, cancelcommand, retrycommand)
 
 
 def register(app: Flask) -> None:

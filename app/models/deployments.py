@@ -61,7 +61,10 @@ class ServiceCommand(StatusMixin, db.Model):
     """A request to install, update, check or uninstall a deployment, executed task by task."""
 
     __tablename__ = "service_commands"
-    __table_args__ = (Index("ix_service_commands_deployment_status", "deployment_id", "status"),)
+    __table_args__ = (
+        Index("ix_service_commands_deployment_status", "deployment_id", "status"),
+        Index("ix_service_commands_status_heartbeat", "status", "heartbeat_at"),
+    )
     TRANSITIONS = RUN_TRANSITIONS
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -79,8 +82,14 @@ class ServiceCommand(StatusMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the runner beats while it works; the reaper fails commands whose beat stopped (worker lost)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    worker: Mapped[str | None] = mapped_column(String(200))  # host:pid of the worker that claimed it
+    retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("service_commands.id"))
 
     issuer: Mapped[User | None] = relationship(foreign_keys=[issuer_id])
+    retry_of: Mapped["ServiceCommand | None"] = relationship(remote_side=[id], foreign_keys=[retry_of_id])
     user: Mapped[User] = relationship(foreign_keys=[user_id])
     plan: Mapped[ServicePlan] = relationship()
     deployment: Mapped[ServiceDeployment] = relationship(back_populates="commands", foreign_keys=[deployment_id])
@@ -112,6 +121,9 @@ class ServiceTask(StatusMixin, db.Model):
     log: Mapped[str] = mapped_column(Text, default="")
     outputs: Mapped[dict] = mapped_column(JSONType, default=dict)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failure_reason: Mapped[str | None] = mapped_column(String(20))
+    host: Mapped[str | None] = mapped_column(String(200))  # where the script ran, and its process group
+    pgid: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

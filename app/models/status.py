@@ -56,7 +56,9 @@ class IllegalTransition(ValueError):
         self.obj, self.old, self.new = obj, old, new
         old_name = old.name if old is not None else "(new)"
         new_name = new.name if isinstance(new, Status) else repr(new)
-        super().__init__(f"{type(obj).__name__} {getattr(obj, 'id', None)}: {old_name} -> {new_name} is not allowed")
+        kind = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+        ident = "" if isinstance(obj, type) else f" {getattr(obj, 'id', None)}"
+        super().__init__(f"{kind}{ident}: {old_name} -> {new_name} is not allowed")
 
 
 class StatusMixin:
@@ -93,3 +95,24 @@ class StatusMixin:
     def can_become(self, new: Status) -> bool:
         """Tell whether the status may change to ``new`` now."""
         return new == self.status or new in self.TRANSITIONS[self.status]
+
+
+def conditional_transition(model, object_id: int, old: Status, new: Status, *conditions, **values) -> bool:
+    """Move one row from ``old`` to ``new`` only if it still is ``old``; tell whether this call did it.
+
+    The way to change a status that several processes may race for (claiming a command, reaping,
+    cancelling): the database decides the winner. The transition is checked like any other.
+    """
+    from sqlalchemy import update
+
+    from ..extensions import db
+
+    if new not in model.TRANSITIONS[old]:
+        raise IllegalTransition(model, old, new)
+    result = db.session.execute(
+        update(model)
+        .where(model.id == object_id, model.status == old, *conditions)
+        .values(status=new, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1

@@ -23,6 +23,7 @@ class StepContext:
     params: dict[str, str]  # the command's params over the step's own
     env: dict[str, str] = field(default_factory=dict)  # the configuration's env
     log: list[str] = field(default_factory=list)  # lines for the task's log
+    issued: list[int] = field(default_factory=list)  # commands the step issued: enqueued once its task commits
 
     def say(self, line: str) -> None:
         self.log.append(line)
@@ -37,6 +38,7 @@ def user_signup(ctx: StepContext) -> dict:
             ctx.say(f"omegaml is already deployed for {ctx.user.userid}: {exc.message}")
             return {}
         raise
+    ctx.issued.append(command.id)
     ctx.say(f"issued command {command.id}: install omegaml for {ctx.user.userid}")
     return {"omegaml_command_id": command.id}
 

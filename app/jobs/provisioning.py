@@ -1,0 +1,55 @@
+"""Command execution on RQ: commit first, then ``enqueue_command``; the worker runs ``execute_command``."""
+
+import logging
+
+from flask import current_app
+from redis.exceptions import RedisError
+from rq import get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from ..ops import engine
+from .queues import PROVISIONING, get_queue, get_redis
+
+log = logging.getLogger(__name__)
+WAITING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+
+
+def job_id(command_id: int) -> str:
+    return f"omegaops-command-{command_id}"
+
+
+def execute_command(command_id: int) -> str | None:
+    """RQ job: run one command (a no-op when another worker claimed it, or it finished)."""
+    job = get_current_job()
+    status = engine.execute(command_id, worker=job.worker_name if job else None)
+    return status.name if status is not None else None
+
+
+def enqueue_command(command_id: int) -> bool:
+    """Put a committed command on the provisioning queue; False when Redis is unreachable.
+
+    The command stays INITIATED then, and the dispatcher enqueues it when Redis is back.
+    """
+    try:
+        get_queue(PROVISIONING).enqueue(
+            execute_command,
+            command_id,
+            job_id=job_id(command_id),
+            job_timeout=current_app.config["COMMAND_JOB_TIMEOUT"],
+            result_ttl=3600,
+            failure_ttl=7 * 24 * 3600,
+            description=f"command {command_id}",
+        )
+        return True
+    except RedisError as exc:
+        log.warning("command %s: not enqueued, Redis is unreachable (%s); the dispatcher will retry", command_id, exc)
+        return False
+
+
+def is_waiting(command_id: int) -> bool:
+    """Whether the command's job is already queued or running in RQ."""
+    try:
+        return Job.fetch(job_id(command_id), connection=get_redis()).get_status(refresh=False) in WAITING
+    except NoSuchJobError:
+        return False
