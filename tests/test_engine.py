@@ -447,10 +447,11 @@ def test_url_steps_check_the_sha256(app, scripts, user, tmp_path):
     script.write_text('echo "fetched by url"\n')
     good = hashlib.sha256(script.read_bytes()).hexdigest()
     app.config["SCRIPT_SOURCES"] = [f"file://{tmp_path}/"]
-    make_script_plan("good", f"- script: {{url: 'file://{script}', sha256: "{good}"}}")
+    make_script_plan("good", f"- script: {{url: 'file://{script}', sha256: '{good}'}}")
     command, status = run(issue("good", user))
     assert status is Status.COMPLETED and "fetched by url" in tasks_of(command.id)[0].log
     assert tasks_of(command.id)[0].resolved == good
-    make_script_plan("bad", f"- script: {{url: 'file://{script}', sha256: "{'0' * 64}"}}")
+    zeros = "0" * 64
+    make_script_plan("bad", f"- script: {{url: 'file://{script}', sha256: '{zeros}'}}")
     command, status = run(issue("bad", user))
     assert status is Status.FAILED and "sha256 mismatch" in command.failure_detail
