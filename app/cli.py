@@ -69,6 +69,13 @@ def find_plan(name: str) -> ServicePlan:
     return plan
 
 
+def find_command(command_id: int) -> ServiceCommand:
+    command = db.session.get(ServiceCommand, command_id)
+    if command is None:
+        raise click.ClickException(f"no command {command_id}")
+    return command
+
+
 def echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
@@ -226,9 +233,7 @@ def follow_command(command_id: int, timeout: float, poll: float = 0.5) -> None:
 @db_command
 def cancelcommand(command_id):
     """Cancel a command: at once when it has not started, else its running step is stopped."""
-    command = db.session.get(ServiceCommand, command_id)
-    if command is None:
-        raise click.ClickException(f"no command {command_id}")
+    command = find_command(command_id)
     try:
         outcome = request_cancel(command)
     except CommandRefused as exc:
@@ -242,9 +247,7 @@ def cancelcommand(command_id):
 @db_command
 def retrycommand(command_id, wait):
     """Issue a failed command again, as a new command (its history is kept)."""
-    command = db.session.get(ServiceCommand, command_id)
-    if command is None:
-        raise click.ClickException(f"no command {command_id}")
+    command = find_command(command_id)
     try:
         again = retry(command)
     except CommandRefused as exc:

@@ -83,6 +83,14 @@ def any_app(request, redis_url, tmp_path):
 
 
 @pytest.fixture
+def scripts(app, tmp_path):
+    """An empty scripts directory of the test's own, as the app's SCRIPTS_DIR."""
+    app.config["SCRIPTS_DIR"] = tmp_path / "scripts"
+    app.config["SCRIPTS_DIR"].mkdir()
+    return app.config["SCRIPTS_DIR"]
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

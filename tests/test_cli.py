@@ -256,7 +256,7 @@ def test_listservices_lists_plans_and_versions(runner, app):
     assert result.exit_code == 0
     assert "omegaml" in result.output and "signup" in result.output and "v1" in result.output
     data = json.loads(invoke(runner, "listservices", "--json").output)
-    assert {p["name"]: p["current"] for p in data["plans"]} == {"omegaml": 1, "signup": 1}
+    assert {p["name"]: p["current"] for p in data["plans"]} == {"omegaml": 1, "signup": 1, "worker": 1}
 
 
 def test_listservices_for_a_user(runner, deployable):

@@ -14,27 +14,12 @@ from app.ops.commands import CommandRefused
 
 from .engine_helpers import issue, make_script_plan, reload, tasks_of, write_script
 from .factories import make_user
-
-
-@pytest.fixture
-def scripts(app, tmp_path):
-    app.config["SCRIPTS_DIR"] = tmp_path / "scripts"
-    app.config["SCRIPTS_DIR"].mkdir()
-    return app.config["SCRIPTS_DIR"]
+from .processes import is_running
 
 
 @pytest.fixture
 def user(app):
     return make_user(userid="jane", email="jane@example.com")
-
-
-def is_running(pid: int) -> bool:
-    """Alive and not a zombie (PID 1 here may not reap orphans)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def run(command):

@@ -2,6 +2,7 @@
 directory, the outputs in $OMEGAOPS_OUTPUT, a state directory kept across commands. No app needed."""
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+
+from app.ops.engine import deep_merge
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "services" / "scripts"
@@ -47,16 +50,6 @@ SETTINGS = {
     "omegaml_command_id": 7,  # not a qualifier
 }
 PERMISSIONS = {"configure": ".*", "write": ".*", "read": ".*"}
-
-
-def deep_merge(base: dict, update: dict) -> dict:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 @dataclass
@@ -496,10 +489,8 @@ class WorkerDeployment(Deployment):
             except OSError:
                 continue
             if ours:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ runs; a standby takes over once the holder has died and its lock expired.
 """
 
 import importlib
-import logging
 import secrets
 from dataclasses import dataclass
 
@@ -20,7 +19,6 @@ from rq.cron import CronScheduler
 from .queues import PERIODIC, get_redis
 from .worker import wait_for_redis
 
-log = logging.getLogger(__name__)
 LOCK_KEY = "omegaops:scheduler:lock"
 
 
@@ -65,16 +63,16 @@ class LockedCronScheduler(CronScheduler):
     def __init__(self, connection: Redis, lock_ttl: int = 30, **kwargs):
         super().__init__(connection=connection, **kwargs)
         self.lock = RedisLock(connection, ttl=lock_ttl)
-        self.leading = False
+        self.leading: bool | None = None  # unknown until the first try, so both outcomes are logged
 
     def enqueue_jobs(self):
         try:
             leading = self.lock.hold()
         except RedisError as exc:
-            log.warning("scheduler: Redis unreachable (%s); not enqueuing", exc)
+            self.log.warning("scheduler %s: Redis unreachable (%s); not enqueuing", self.name, exc)
             return []
         if leading != self.leading:
-            log.info("scheduler %s: %s", self.name, "leading" if leading else "standing by")
+            self.log.info("scheduler %s: %s", self.name, "leading" if leading else "standing by")
             self.leading = leading
         return super().enqueue_jobs() if leading else []
 

@@ -6,7 +6,7 @@ deployment's settings (as it does with the JSON a script writes to ``$OMEGAOPS_O
 
 import secrets
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flask import current_app
 
@@ -43,6 +43,16 @@ def user_signup(ctx: StepContext) -> dict:
     return {"omegaml_command_id": command.id}
 
 
+def existing_password(settings: dict) -> str | None:
+    """The password of a qualifier provisioned before, if any."""
+    for value in settings.values():
+        if isinstance(value, dict) and value.get("OMEGA_MONGO_URL"):
+            password = urlsplit(value["OMEGA_MONGO_URL"]).password
+            if password:
+                return password
+    return None
+
+
 def deploy_user_service(ctx: StepContext) -> dict:
     """Give the user their omegaml storage database and broker vhost for a qualifier (``default`` unless given).
 
@@ -51,8 +61,9 @@ def deploy_user_service(ctx: StepContext) -> dict:
     ...) or the app config; a script step of the same plan creates them on the servers.
     """
     qualifier = ctx.params.get("qualifier") or "default"
-    existing = (ctx.deployment.settings or {}).get(qualifier)
-    if existing:
+    settings = ctx.deployment.settings or {}
+    existing = settings.get(qualifier)
+    if isinstance(existing, dict) and existing.get("OMEGA_MONGO_URL"):
         ctx.say(f"qualifier {qualifier!r} is provisioned already; credentials kept")
         return {}
     config = current_app.config
@@ -62,7 +73,8 @@ def deploy_user_service(ctx: StepContext) -> dict:
 
     userid = ctx.user.userid
     dbname = f"{userid}-{qualifier}" if qualifier != "default" else userid
-    password = quote(secrets.token_urlsafe(24), safe="")
+    # one broker user per userid (RabbitMQ users are global): every qualifier shares its password
+    password = existing_password(settings) or quote(secrets.token_urlsafe(24), safe="")
     mongo = f"{setting('MONGO_HOST', 'localhost')}:{setting('MONGO_PORT', '27017')}"
     broker = f"{setting('BROKER_HOST', 'localhost')}:{setting('BROKER_PORT', '5672')}"
     use_ssl = setting("USE_SSL", "false").lower() in ("1", "true", "yes")

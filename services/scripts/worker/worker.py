@@ -18,7 +18,9 @@ Each worker is started detached, in a session of its own, so it outlives this sc
 process group; its pid file ``worker-<n>.pid`` (pid, start time, host, command) and its log
 ``worker-<n>.log`` live in ``$OMEGAOPS_STATE_DIR``. A pid counts as our worker only while the process
 with that start time lives, so a reused pid is never signalled. Stopping sends SIGTERM to the worker's
-process group, then SIGKILL after ``WORKER_STOP_GRACE`` seconds (default 10).
+process group, then SIGKILL after ``WORKER_STOP_GRACE`` seconds (default 10, at most 60). A started
+worker that exits within ``WORKER_START_SECONDS`` (default 1) fails the step, with the end of its log.
+A log over 10 MiB is moved to ``worker-<n>.log.1`` when its worker starts.
 
 The workers run on the machine that ran the install: the pid files record the host, and a command run
 on another host fails with a message saying so. Standard library only: no app code.
@@ -44,6 +46,7 @@ PHASES = ("install", "update", "uninstall", "check")
 MAX_SIZE = 16
 DEFAULT_SIZE = 1
 LOCK_WAIT = 60  # seconds to wait for another command on the same workers
+MAX_LOG = 10 * 1024 * 1024  # bytes of a worker's log before it is moved aside
 SETTLE = 1.0  # seconds a started worker must stay alive to count as started
 SIZE_RE = re.compile(r"^[0-9]{1,3}$")
 
@@ -200,7 +203,11 @@ class Workers:
     def start(
         self, index: int, argv: list[str], env: dict, home: Path, qualifier: str
     ) -> tuple[dict, subprocess.Popen]:
-        with open(self.logfile(index), "ab") as log:
+        logfile = self.logfile(index)
+        with contextlib.suppress(OSError):
+            if logfile.stat().st_size > MAX_LOG:
+                logfile.replace(logfile.with_name(logfile.name + ".1"))
+        with open(logfile, "ab") as log:
             log.write(f"--- {now()} starting worker {index}: {shlex.join(argv)}\n".encode())
             log.flush()
             try:
@@ -331,9 +338,11 @@ def child_env(environ, home: Path, qualifier: str) -> dict:
 # -- phases ---------------------------------------------------------------------------------------
 
 
-def reconcile(workers: Workers, size: int, argv, env, home: Path, qualifier: str, grace: float, settle: float) -> int:
+def reconcile(
+    phase: str, workers: Workers, size: int, argv, env, home: Path, qualifier: str, grace: float, settle: float
+) -> int:
     """Make exactly ``size`` workers of ``argv`` run; return how many run."""
-    live, dead = live_records(workers, "install or update")
+    live, dead = live_records(workers, phase)
     for record in dead:
         say(f"worker {record['index']} (pid {record['pid']}) was not running: stale pid file removed")
         workers.forget(record)
@@ -439,7 +448,9 @@ def run(phase: str, environ) -> dict:
     home = workers.dir / "home"
     home.mkdir(exist_ok=True)
     with workers.locked():
-        running = reconcile(workers, size, argv, child_env(environ, home, qualifier), home, qualifier, grace, settle)
+        running = reconcile(
+            phase, workers, size, argv, child_env(environ, home, qualifier), home, qualifier, grace, settle
+        )
     if argv is not None:
         say(f"{running} of {size} worker(s) running: {command}")
     return {"worker": {"size": size, "running": running, "command": command, "qualifier": qualifier}}
