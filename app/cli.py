@@ -199,15 +199,17 @@ def follow_command(command_id: int, timeout: float, poll: float = 0.5) -> None:
     while True:
         db.session.expire_all()
         command = db.session.get(ServiceCommand, command_id)
-        total = len(command.configuration.steps_for(command.phase))
+        positions = [step.position for step in command.configuration.steps_for(command.phase)]
+        total = len(positions)
         for task in command.tasks:
+            number = positions.index(task.position) + 1 if task.position in positions else task.position
             if shown_status.get(task.id) != task.status:
                 shown_status[task.id] = task.status
                 attempt = f" (attempt {task.attempt})" if task.attempt > 1 else ""
                 extra = f", exit code {task.exit_code}" if task.exit_code not in (None, 0) else ""
                 extra += f", {task.failure_reason}" if task.failure_reason else ""
-                bar = "#" * task.position + "." * max(total - task.position, 0)
-                click.echo(f"[{bar}] step {task.position}/{total} {task.name}{attempt}: {task.status.name}{extra}")
+                bar = "#" * number + "." * max(total - number, 0)
+                click.echo(f"[{bar}] step {number}/{total} {task.name}{attempt}: {task.status.name}{extra}")
             text, before = task.log or "", shown_log.get(task.id, "")
             if text != before:
                 new = text[len(before) :] if text.startswith(before) else text
