@@ -174,6 +174,9 @@ def _run_step(command: ServiceCommand, step: ServiceStep, resolved: str | None, 
             log.info(
                 "command %s: step %s attempt %s failed, retrying in %ss", command.id, step.position, attempt, delay
             )
+            # the backoff is not silence: beat ahead of it so the reaper does not take it for a dead worker
+            command.heartbeat_at = utcnow() + timedelta(seconds=delay)
+            db.session.commit()
             time.sleep(delay)
             continue
         command.deployment.settings = deep_merge(command.deployment.settings or {}, outputs)
