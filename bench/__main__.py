@@ -1,6 +1,6 @@
 """Run every benchmark in ``bench/`` and print its figures; exit 1 only when one crashes.
 
-    .venv/bin/python -m bench [--only NAME] [benchmark options]
+.venv/bin/python -m bench [--only NAME] [benchmark options]
 """
 
 import argparse
