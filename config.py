@@ -115,6 +115,9 @@ class Config:
                 values[key] = convert(name, raw)
         if values["SQLALCHEMY_DATABASE_URI"] is None:
             values["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{values['INSTANCE_DIR'] / 'omegaops.db'}"
+        if values["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+            # a file on this machine: nothing to ping (each ping is a round trip on every checkout)
+            values["SQLALCHEMY_ENGINE_OPTIONS"] = {}
         return values
 
     @classmethod

@@ -24,9 +24,14 @@ def create_app(config_class: type[Config] | None = None, **overrides) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
-    from . import models  # noqa: F401 -- registers every table before Migrate looks at the metadata
-    from .extensions import csrf, db, login_manager, migrate
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
 
+    from . import models  # noqa: F401 -- registers every table before Migrate looks at the metadata
+    from .extensions import csrf, db, login_manager, migrate, sqlite_pragmas
+
+    if not event.contains(Engine, "connect", sqlite_pragmas):
+        event.listen(Engine, "connect", sqlite_pragmas)
     db.init_app(app)
     migrate.init_app(app, db, render_as_batch=True, compare_type=True)
     csrf.init_app(app)

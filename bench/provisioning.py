@@ -311,7 +311,9 @@ def _run_ours(app, ids: list[int], workers: int, wait: float, tmp) -> dict:
     return {"start": start, "rows": rows, "memory": memory, "peak_child_kb": pool.peak_child_kb}
 
 
-def _run_floor(redis_url: str, script: str, count: int, workers: int, wait: float, tmp) -> dict:
+def _run_floor(
+    redis_url: str, script: str, count: int, workers: int, wait: float, tmp, queue_name: str = "", fork: bool = True
+) -> dict:
     import sys
     import time
     from pathlib import Path
@@ -324,21 +326,24 @@ def _run_floor(redis_url: str, script: str, count: int, workers: int, wait: floa
     from app.models.types import utcnow
     from tests.processes import ROOT
 
+    queue_name = queue_name or FLOOR_QUEUE
     connection = Redis.from_url(redis_url)
-    queue = Queue(FLOOR_QUEUE, connection=connection)
+    queue = Queue(queue_name, connection=connection)
     started = time.perf_counter()
     job_ids = [
         queue.enqueue(f"{__name__}.bare_noop", script, job_timeout=600, result_ttl=3600, failure_ttl=3600).id
         for _ in range(count)
     ]
     enqueue_seconds = time.perf_counter() - started
-    finished = FinishedJobRegistry(FLOOR_QUEUE, connection=connection)
-    failed = FailedJobRegistry(FLOOR_QUEUE, connection=connection)
+    finished = FinishedJobRegistry(queue_name, connection=connection)
+    failed = FailedJobRegistry(queue_name, connection=connection)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OMEGAOPS_", "FLASK_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     rq = str(Path(sys.executable).parent / "rq")
     start = utcnow()
-    pool = Workers("floor", [rq, "worker", "--url", redis_url, FLOOR_QUEUE], workers, env, ROOT, tmp)
+    # our workers run jobs in process (SimpleWorker); the floor is measured both ways
+    worker_class = [] if fork else ["--worker-class", "rq.worker.SimpleWorker"]
+    pool = Workers(queue_name, [rq, "worker", *worker_class, "--url", redis_url, queue_name], workers, env, ROOT, tmp)
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -436,7 +441,12 @@ def _count_sql(user_ids: list[int]) -> dict:
 # ---------------------------------------------------------------------------------------------- report
 
 
-def _report(args, backend: str, issue_seconds: float, ours: dict, floor: dict, sql: dict) -> None:
+def _rate(jobs: list, start) -> tuple[float, float]:
+    last = max(end for _, end in jobs)
+    return len(jobs) / (last - start).total_seconds(), len(jobs) / (last - min(b for b, _ in jobs)).total_seconds()
+
+
+def _report(args, backend: str, issue_seconds: float, ours: dict, floor: dict, sql: dict, floor_nofork: dict) -> None:
     n, w = args.commands, args.workers
     rows = ours["rows"]
     completed = [row for row in rows if row.status.name == "COMPLETED"]
@@ -488,6 +498,12 @@ def _report(args, backend: str, issue_seconds: float, ours: dict, floor: dict, s
         f"    job start->end p50 {_percentile(floor_exec, 50):.0f} ms, p95 {_percentile(floor_exec, 95):.0f} ms;"
         f" enqueue {floor['enqueue_seconds']:.2f} s",
         f"  ratio ours/floor: {ratio:.2f} (target >= {TARGET_RATIO}); steady: {steady_ratio:.2f}",
+        "  floor without fork (rq SimpleWorker, as our workers run): {:.1f} jobs/s (steady {:.1f}/s);"
+        " ratio ours/that: {:.2f} (steady {:.2f})".format(
+            *_rate(floor_nofork["jobs"], floor_nofork["start"]),
+            ours_rate / _rate(floor_nofork["jobs"], floor_nofork["start"])[0],
+            ours_steady_rate / _rate(floor_nofork["jobs"], floor_nofork["start"])[1],
+        ),
         f"  SQL statements per command: execute {exec_sql:.1f}, issue {issue_sql:.1f}, together"
         f" {exec_sql + issue_sql:.1f} (target <= {TARGET_SQL}; in-process sample of {k})",
         f"    besides: commits execute {per_command('execute', 'commits'):.1f}, issue"
@@ -572,8 +588,18 @@ def run(args) -> None:
         ours = _run_ours(app, ids, args.workers, args.wait, tmp)
         script = str(app.config["SCRIPTS_DIR"] / SCRIPT)
         floor = _run_floor(redis.url, script, args.commands, args.workers, args.wait, tmp)
+        floor_nofork = _run_floor(
+            redis.url,
+            script,
+            args.commands,
+            args.workers,
+            args.wait,
+            tmp,
+            queue_name=FLOOR_QUEUE + "-nofork",
+            fork=False,
+        )
         sql = _count_sql(user_ids[args.commands :])
-        _report(args, backend, issue_seconds, ours, floor, sql)
+        _report(args, backend, issue_seconds, ours, floor, sql, floor_nofork)
     finally:
         if context is not None:
             from app.extensions import db

@@ -1,18 +1,27 @@
-"""``flask worker``: an RQ worker whose jobs run inside the app, built once in the parent process."""
+"""``flask worker``: an RQ worker whose jobs run inside the app, built once per worker process.
 
+By default jobs run in the worker process itself (RQ's ``SimpleWorker``): the app, its compiled
+queries and its database connections serve job after job, which is what makes a command cost a few
+milliseconds of overhead instead of a fork's rebuild of all of that. The engine contains its own
+failures and limits each script with a timeout; ``--fork`` gives each job a fresh forked process
+instead, for jobs that should not share one.
+"""
+
+import os
 import time
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from redis.exceptions import ConnectionError as RedisConnectionError
-from rq import Worker
+from rq import SimpleWorker, Worker
 from rq.job import Job
 
 from ..extensions import db
 from .queues import ALL_QUEUES, get_redis
 
 _app: Flask | None = None
+_app_pid: int | None = None
 
 
 class AppJob(Job):
@@ -21,8 +30,9 @@ class AppJob(Job):
     def perform(self):
         app = _app or current_app._get_current_object()
         with app.app_context():
-            # the work horse is a fork of the worker: never reuse the parent's pooled connections
-            db.engine.dispose(close=False)
+            if _app_pid is not None and os.getpid() != _app_pid:
+                # a forked work horse: never reuse the parent's pooled connections
+                db.engine.dispose(close=False)
             try:
                 return super().perform()
             finally:
@@ -43,11 +53,27 @@ def wait_for_redis(seconds: int) -> None:
             time.sleep(0.5)
 
 
-def make_worker(queues=ALL_QUEUES, name: str | None = None) -> Worker:
+def warm_up() -> None:
+    """Configure the mappers and compile a query once in the parent, so each forked job does not."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import configure_mappers
+
+    from ..models import ServiceCommand
+
+    configure_mappers()
+    db.session.execute(select(ServiceCommand.id).limit(1))
+    db.session.remove()
+    db.engine.dispose()
+
+
+def make_worker(queues=ALL_QUEUES, name: str | None = None, fork: bool = False) -> Worker:
     """An RQ worker on the app's Redis that listens to ``queues`` and runs ``AppJob``s."""
-    global _app
+    global _app, _app_pid
     _app = current_app._get_current_object()
-    return Worker(list(queues), connection=get_redis(), job_class=AppJob, name=name)
+    _app_pid = os.getpid()
+    warm_up()
+    worker_class = Worker if fork else SimpleWorker
+    return worker_class(list(queues), connection=get_redis(), job_class=AppJob, name=name)
 
 
 @click.command("worker")
@@ -55,11 +81,12 @@ def make_worker(queues=ALL_QUEUES, name: str | None = None) -> Worker:
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
 @click.option("--wait", default=0, type=click.IntRange(0, 600), help="Seconds to wait for Redis to come up.")
+@click.option("--fork", is_flag=True, help="Run each job in a forked process of its own.")
 @with_appcontext
-def worker_command(queues, burst, name, wait):
+def worker_command(queues, burst, name, wait, fork):
     """Run an RQ worker for the provisioning and periodic queues."""
     wait_for_redis(wait)
-    worker = make_worker(queues or ALL_QUEUES, name=name)
+    worker = make_worker(queues or ALL_QUEUES, name=name, fork=fork)
     worker.work(burst=burst, with_scheduler=False)
 
 

@@ -97,7 +97,9 @@ class StatusMixin:
         return new == self.status or new in self.TRANSITIONS[self.status]
 
 
-def conditional_transition(model, object_id: int, old: Status, new: Status, *conditions, **values) -> bool:
+def conditional_transition(
+    model, object_id: int, old: Status, new: Status, *conditions, obj=None, **values
+) -> bool:
     """Move one row from ``old`` to ``new`` only if it still is ``old``; tell whether this call did it.
 
     The way to change a status that several processes may race for (claiming a command, reaping,
@@ -115,4 +117,11 @@ def conditional_transition(model, object_id: int, old: Status, new: Status, *con
         .values(status=new, **values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    won = result.rowcount == 1
+    if won and obj is not None:
+        # keep the loaded object in step with the row, without writing it again
+        from sqlalchemy.orm.attributes import set_committed_value
+
+        for key, value in {"status": new, **values}.items():
+            set_committed_value(obj, key, value)
+    return won

@@ -80,28 +80,42 @@ def execute(command_id: int, worker: str | None = None) -> Status | None:
     if not claim(command_id, worker):
         log.info("command %s: not claimed (already running, finished or cancelled)", command_id)
         return None
-    command = db.session.get(ServiceCommand, command_id)
+    session = db.session()
+    expire_on_commit = session.expire_on_commit
+    # the runner is the one writer of its command's progress: what it loaded stays valid across its
+    # commits (no re-reads); its last word is a conditional update, so a reaper or a cancel still wins
+    session.expire_on_commit = False
     try:
-        _start_deployment(command)
-        db.session.commit()
+        return _execute(db.session.get(ServiceCommand, command_id))
+    finally:
+        session.expire_on_commit = expire_on_commit
+
+
+def _execute(command: ServiceCommand) -> Status:
+    created: list[int] = []
+    try:
+        _start_deployment(command)  # committed with the first task
         steps = command.configuration.steps_for(command.phase)
         resolved = _resolve_sources(steps)
-        created: list[int] = []
-        for step in steps:
-            ok = _run_step(command, step, resolved.get(step.id), created)
-            if not ok:
-                break
-        else:
-            _finish(command, succeeded=True)
+        for number, step in enumerate(steps, start=1):
+            if not _run_step(command, step, resolved.get(step.id), created):
+                return command.status
+            if number < len(steps):
+                db.session.commit()
+                _enqueue_all(created)
+        _finish(command)
+        db.session.commit()
+        _enqueue_all(created)
     except StepFailed as exc:
         db.session.rollback()
         _fail(command, exc.reason, exc.detail)
+        db.session.commit()
     except Exception as exc:
         # a bug or an outage of ours, not the script's: record it, never leave the command PENDING
-        log.exception("command %s: system error", command_id)
+        log.exception("command %s: system error", command.id)
         db.session.rollback()
         _fail(command, FailureReason.SYSTEM_ERROR.value, f"{type(exc).__name__}: {exc}")
-    db.session.commit()
+        db.session.commit()
     return command.status
 
 
@@ -138,7 +152,7 @@ def _snapshot(step: ServiceStep) -> dict:
 
 
 def _run_step(command: ServiceCommand, step: ServiceStep, resolved: str | None, created: list[int]) -> bool:
-    """Run one step, with its retries; True when it completed."""
+    """Run one step, with its retries; True when it completed (its results are left for the caller to commit)."""
     config = current_app.config
     attempts = 1 + (step.retries or 0)
     for attempt in range(1, attempts + 1):
@@ -165,11 +179,11 @@ def _run_step(command: ServiceCommand, step: ServiceStep, resolved: str | None, 
             if exc.log is not None:
                 task.log = exc.log
             _finish_task(task, Status.FAILED, exc.reason, exc.detail, exc.exit_code)
-            db.session.commit()
             if exc.reason == FailureReason.CANCELLED or attempt == attempts or _cancel_requested(command):
-                _fail(command, exc.reason, f"step {step.position} ({step.name}) failed: {exc.detail}", task)
+                _fail(command, exc.reason, f"step {step.position} ({step.name}) failed: {exc.detail}")
                 db.session.commit()
                 return False
+            db.session.commit()
             delay = min(config["RETRY_BACKOFF_SECONDS"] * 2 ** (attempt - 1), 60)
             log.info(
                 "command %s: step %s attempt %s failed, retrying in %ss", command.id, step.position, attempt, delay
@@ -179,16 +193,22 @@ def _run_step(command: ServiceCommand, step: ServiceStep, resolved: str | None, 
             db.session.commit()
             time.sleep(delay)
             continue
-        command.deployment.settings = deep_merge(command.deployment.settings or {}, outputs)
+        if outputs:
+            command.deployment.settings = deep_merge(command.deployment.settings or {}, outputs)
         task.outputs = outputs
         task.log = log_text
-        _finish_task(task, Status.COMPLETED, None, "", 0 if task.exit_code is None else task.exit_code)
-        db.session.commit()
-        for command_id in created:
-            _enqueue(command_id)
-        created.clear()
+        _finish_task(task, Status.COMPLETED, None, "", 0)
         return True
     return False
+
+
+def _enqueue_all(created: list[int]) -> None:
+    """Enqueue the commands the steps issued, now that they are committed."""
+    from ..jobs.provisioning import enqueue_command
+
+    for command_id in created:
+        enqueue_command(command_id)
+    created.clear()
 
 
 def _finish_task(task: ServiceTask, status: Status, reason: str | None, detail: str, exit_code: int | None) -> None:
@@ -295,8 +315,7 @@ def _execute_script(command, task, step, path: Path, params, secrets) -> tuple[d
         )
 
         def on_start(pgid: int) -> None:
-            task.pgid = pgid
-            db.session.commit()
+            task.pgid = pgid  # saved at the first tick: only a script that runs that long can be orphaned
 
         def on_tick() -> bool:
             now = utcnow()
@@ -328,7 +347,6 @@ def _execute_script(command, task, step, path: Path, params, secrets) -> tuple[d
         text = buffer.render(mask)
         if not result.ok:
             raise StepFailed(result.reason, result.detail, result.exit_code, text)
-        task.exit_code = result.exit_code
         return outputs, text
 
 
@@ -357,12 +375,15 @@ def _cancel_requested(command: ServiceCommand) -> bool:
     )
 
 
-def _finish(command: ServiceCommand, succeeded: bool) -> None:
+def _finish(command: ServiceCommand) -> None:
     """All steps completed: the command is COMPLETED and the deployment moves on by phase."""
     now = utcnow()
+    if not conditional_transition(
+        ServiceCommand, command.id, Status.PENDING, Status.COMPLETED, obj=command, finished_at=now
+    ):
+        log.warning("command %s: finished after it was failed elsewhere (reaped or cancelled)", command.id)
+        return
     deployment = command.deployment
-    command.status = Status.COMPLETED
-    command.finished_at = now
     if command.phase == Phase.CHECK:
         deployment.health, deployment.checked_at = Health.HEALTHY.value, now
     elif command.phase == Phase.UNINSTALL:
@@ -376,15 +397,20 @@ def _finish(command: ServiceCommand, succeeded: bool) -> None:
         deployment.text = ""
 
 
-def _fail(command: ServiceCommand, reason: str, detail: str, task: ServiceTask | None = None) -> None:
+def _fail(command: ServiceCommand, reason: str, detail: str) -> None:
     """The command FAILED: record why; the deployment is FAILED (or unhealthy, for a check)."""
-    command = db.session.get(ServiceCommand, command.id)
-    if command.status != Status.PENDING:
+    detail = detail[:4000]
+    if not conditional_transition(
+        ServiceCommand,
+        command.id,
+        Status.PENDING,
+        Status.FAILED,
+        obj=command,
+        failure_reason=reason,
+        failure_detail=detail,
+        finished_at=utcnow(),
+    ):
         return  # finished meanwhile (reaped, or cancelled before it started): that outcome stands
-    command.status = Status.FAILED
-    command.failure_reason = reason
-    command.failure_detail = detail[:4000]
-    command.finished_at = utcnow()
     _fail_rest(command, reason, detail)
 
 
@@ -401,12 +427,6 @@ def _fail_rest(command: ServiceCommand, reason: str, detail: str) -> None:
     elif deployment.status == Status.PENDING:
         deployment.status = Status.FAILED
         deployment.text = f"{command.phase} failed: {detail}"[:1000]
-
-
-def _enqueue(command_id: int) -> None:
-    from ..jobs.provisioning import enqueue_command
-
-    enqueue_command(command_id)
 
 
 def request_cancel(command: ServiceCommand) -> str:
