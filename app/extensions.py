@@ -34,6 +34,8 @@ def sqlite_pragmas(dbapi_connection, connection_record) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
+
+
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

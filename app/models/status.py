@@ -97,9 +97,7 @@ class StatusMixin:
         return new == self.status or new in self.TRANSITIONS[self.status]
 
 
-def conditional_transition(
-    model, object_id: int, old: Status, new: Status, *conditions, obj=None, **values
-) -> bool:
+def conditional_transition(model, object_id: int, old: Status, new: Status, *conditions, obj=None, **values) -> bool:
     """Move one row from ``old`` to ``new`` only if it still is ``old``; tell whether this call did it.
 
     The way to change a status that several processes may race for (claiming a command, reaping,
