@@ -67,6 +67,24 @@ SETTINGS = {
     "TASK_LOG_HEAD": _to_int,
     "TASK_LOG_TAIL": _to_int,
     "COMMAND_JOB_TIMEOUT": _to_int,
+    "PUBLIC_URL": _to_str,
+    "SIGNUP_CONFIRMATION": _to_bool,
+    "PASSWORD_MIN_LENGTH": _to_int,
+    "CONFIRM_TOKEN_MAX_AGE": _to_int,
+    "RESET_TOKEN_MAX_AGE": _to_int,
+    "MAIL_SERVER": _to_str,
+    "MAIL_PORT": _to_int,
+    "MAIL_USE_TLS": _to_bool,
+    "MAIL_USE_SSL": _to_bool,
+    "MAIL_USERNAME": _to_str,
+    "MAIL_PASSWORD": _to_str,
+    "MAIL_FROM": _to_str,
+    "RATELIMIT_STORAGE_URI": _to_str,
+    "RATELIMIT_ENABLED": _to_bool,
+    "LOGIN_RATE_LIMIT": _to_str,
+    "SIGNUP_RATE_LIMIT": _to_str,
+    "RESET_RATE_LIMIT": _to_str,
+    "APIKEY_FAILURE_LIMIT": _to_str,
 }
 ENV_NAMES = {"SQLALCHEMY_DATABASE_URI": "DATABASE_URL"}
 
@@ -98,6 +116,29 @@ class Config:
     TASK_LOG_HEAD = 64 * 1024  # characters of a task's log kept from its start ...
     TASK_LOG_TAIL = 64 * 1024  # ... and from its end
     COMMAND_JOB_TIMEOUT = 24 * 3600  # RQ's limit for one command; steps have their own timeouts
+    # accounts
+    PUBLIC_URL = ""  # how users reach this service, for links in emails; empty: the request's own URL
+    SIGNUP_CONFIRMATION = True  # new accounts confirm their email before they can log in and are provisioned
+    PASSWORD_MIN_LENGTH = 10
+    CONFIRM_TOKEN_MAX_AGE = 3 * 24 * 3600
+    RESET_TOKEN_MAX_AGE = 3600
+    # mail: without MAIL_SERVER, mails are written as .eml files under INSTANCE_DIR/mail/
+    MAIL_SERVER = ""
+    MAIL_PORT = 25
+    MAIL_USE_TLS = False
+    MAIL_USE_SSL = False
+    MAIL_USERNAME = ""
+    MAIL_PASSWORD = ""
+    MAIL_FROM = "omega|ml <noreply@example.com>"
+    # rate limits (Flask-Limiter, on REDIS_URL unless RATELIMIT_STORAGE_URI says otherwise)
+    RATELIMIT_STORAGE_URI = ""
+    RATELIMIT_ENABLED = True
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_STRATEGY = "moving-window"
+    LOGIN_RATE_LIMIT = "10 per minute"
+    SIGNUP_RATE_LIMIT = "5 per minute"
+    RESET_RATE_LIMIT = "5 per minute"
+    APIKEY_FAILURE_LIMIT = "20 per minute"  # bad API-key attempts from one address
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False
@@ -115,6 +156,8 @@ class Config:
                 values[key] = convert(name, raw)
         if values["SQLALCHEMY_DATABASE_URI"] is None:
             values["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{values['INSTANCE_DIR'] / 'omegaops.db'}"
+        if not values["RATELIMIT_STORAGE_URI"]:
+            values["RATELIMIT_STORAGE_URI"] = values["REDIS_URL"]
         if values["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             # a file on this machine: nothing to ping (each ping is a round trip on every checkout)
             values["SQLALCHEMY_ENGINE_OPTIONS"] = {}

@@ -11,12 +11,15 @@ def create_app(config_class: type[Config] | None = None, **overrides) -> Flask:
     config_class = config_class or config_from_env()
     settings = config_class.from_env()
     settings.update(overrides)
+    if "REDIS_URL" in overrides and "RATELIMIT_STORAGE_URI" not in overrides:
+        settings["RATELIMIT_STORAGE_URI"] = overrides["REDIS_URL"]
     config_class.check(settings)
     app.config.update(settings)
 
     register_extensions(app)
     register_errorhandlers(app)
     register_blueprints(app)
+    register_api(app)
     register_admin(app)
     register_jobs(app)
     register_commands(app)
@@ -28,13 +31,14 @@ def register_extensions(app: Flask) -> None:
     from sqlalchemy.engine import Engine
 
     from . import models  # noqa: F401 -- registers every table before Migrate looks at the metadata
-    from .extensions import csrf, db, login_manager, migrate, sqlite_pragmas
+    from .extensions import csrf, db, limiter, login_manager, migrate, sqlite_pragmas
 
     if not event.contains(Engine, "connect", sqlite_pragmas):
         event.listen(Engine, "connect", sqlite_pragmas)
     db.init_app(app)
     migrate.init_app(app, db, render_as_batch=True, compare_type=True)
     csrf.init_app(app)
+    limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message_category = "info"
@@ -47,16 +51,25 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_errorhandlers(app: Flask) -> None:
+    from .security import register_headers
     from .views.errors import register
 
     register(app)
+    register_headers(app)
 
 
 def register_blueprints(app: Flask) -> None:
-    from .views import auth, main
+    from .views import account, auth, main
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
+    app.register_blueprint(account.bp)
+
+
+def register_api(app: Flask) -> None:
+    from .api import register
+
+    register(app)
 
 
 def register_admin(app: Flask) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, ServiceTask, Status, User
+from ..security import csp_nonce
 
 
 def _deny():
@@ -112,7 +113,13 @@ class TaskView(ReadOnlyModelView):
 
 def init_admin(app: Flask) -> Admin:
     """A new Admin per app, so tests can build as many apps as they like."""
-    admin = Admin(app, name="omegaops", theme=Bootstrap4Theme(), index_view=SecureIndexView(url="/admin"))
+    admin = Admin(
+        app,
+        name="omegaops",
+        theme=Bootstrap4Theme(),
+        index_view=SecureIndexView(url="/admin"),
+        csp_nonce_generator=csp_nonce,
+    )
     admin.add_view(UserView(User, db, name="Users"))
     admin.add_view(PlanView(ServicePlan, db, name="Plans", category="Services"))
     admin.add_view(ReadOnlyModelView(ServiceConfiguration, db, name="Configurations", category="Services"))

@@ -23,10 +23,15 @@ def register(app: Flask) -> None:
     def handle_http_error(exc: HTTPException):
         db.session.rollback()
         if wants_json():
-            response = jsonify(error=error_code(exc), message=exc.description)
+            response = jsonify(error=getattr(exc, "error", None) or error_code(exc), message=exc.description)
             response.status_code = exc.code or 500
-            return response
-        return render_template("errors/error.html", error=exc), exc.code
+        else:
+            response = app.make_response((render_template("errors/error.html", error=exc), exc.code))
+        # keep what the exception says beyond its body: Retry-After, WWW-Authenticate, Allow, Location
+        for name, value in exc.get_headers():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):

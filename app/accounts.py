@@ -1,0 +1,229 @@
+"""Accounts: creating users, password rules, confirmation and reset tokens, API keys.
+
+Every interface (pages, REST, CLI) goes through these functions; they add to the session and never
+commit, except where they say so.
+"""
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import func, select, update
+
+from .extensions import db
+from .models import ApiKey, User
+from .models.types import utcnow
+from .models.users import USERID_RE
+from .ops.commands import CommandRefused, issue_command
+
+KEY_BYTES = 20  # 40 hex characters, as the original service issued (and never a dot: see the client contract)
+
+
+class AccountError(ValueError):
+    """Bad account input; ``field`` names the form field or JSON key it is about."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+def normalize_email(email: str) -> str:
+    """The email as stored, or an AccountError saying what is wrong with it."""
+    try:
+        return validate_email((email or "").strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise AccountError("email", f"invalid email: {exc}") from None
+
+
+def check_password(password: str, email: str = "") -> None:
+    """Enforce the password rules: a minimum length, a maximum, and not the email."""
+    minimum = current_app.config["PASSWORD_MIN_LENGTH"]
+    if not isinstance(password, str) or len(password) < minimum:
+        raise AccountError("password", f"the password must have at least {minimum} characters")
+    if len(password) > 1000:
+        raise AccountError("password", "the password is too long (at most 1000 characters)")
+    if email and password.strip().lower() in (email.lower(), email.split("@", 1)[0].lower()):
+        raise AccountError("password", "the password must not be your email")
+
+
+def email_taken(email: str) -> bool:
+    return db.session.scalar(select(User.id).where(func.lower(User.email) == email.lower())) is not None
+
+
+def create_user(
+    email: str,
+    password: str | None,
+    first_name: str = "",
+    last_name: str = "",
+    userid: str | None = None,
+    confirmed: bool = False,
+    admin: bool = False,
+) -> User:
+    """Validate and add a new user (not committed)."""
+    email = normalize_email(email)
+    if email_taken(email):
+        raise AccountError("email", "an account with this email exists already")
+    if userid is not None:
+        if not USERID_RE.match(userid):
+            raise AccountError("userid", f"invalid userid {userid!r} (2-63 lowercase letters, digits, _ . -)")
+        if User.find(userid) is not None:
+            raise AccountError("userid", f"userid {userid!r} is taken")
+    for field, value in (("first_name", first_name), ("last_name", last_name)):
+        if not isinstance(value, str) or len(value) > 100:
+            raise AccountError(field, f"{field.replace('_', ' ')} must be text of at most 100 characters")
+    if password is not None:
+        check_password(password, email)
+    user = User(
+        email=email,
+        userid=userid or User.make_userid(email),
+        first_name=first_name.strip(),
+        last_name=last_name.strip(),
+        admin=admin,
+        email_confirmed_at=utcnow() if confirmed else None,
+    )
+    if password is not None:
+        user.set_password(password)
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def confirmation_required() -> bool:
+    return current_app.config["SIGNUP_CONFIRMATION"]
+
+
+def can_log_in(user: User) -> str | None:
+    """Why ``user`` may not log in now, or None."""
+    if not user.active:
+        return "This account is deactivated. Contact the operator."
+    if confirmation_required() and user.email_confirmed_at is None and not user.admin:
+        return "Please confirm your email first: follow the link we sent you."
+    return None
+
+
+def provision(user: User) -> int | None:
+    """Issue the ``signup`` command for a new user (it installs their omegaml); its id, or None without one.
+
+    The caller commits, then enqueues.
+    """
+    try:
+        command = issue_command(plan="signup", user=user, phase="install", privileged=True)
+    except CommandRefused as exc:
+        if exc.code == "not_found":
+            current_app.logger.warning("no signup plan: %s was not provisioned", user.userid)
+            return None
+        if exc.code == "conflict":
+            return None  # signed up already
+        raise
+    return command.id
+
+
+# tokens
+
+
+def _serializer(purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"omegaops-{purpose}")
+
+
+def _password_fingerprint(user: User) -> str:
+    # a reset token dies with the password it was made for: once used, the hash has changed
+    return hashlib.sha256((user.password_hash or "-").encode()).hexdigest()[:16]
+
+
+def make_confirm_token(user: User) -> str:
+    return _serializer("confirm").dumps({"uid": user.id, "email": user.email})
+
+
+def make_reset_token(user: User) -> str:
+    return _serializer("reset").dumps({"uid": user.id, "pw": _password_fingerprint(user)})
+
+
+def _load(purpose: str, token: str, max_age: int) -> dict:
+    try:
+        data = _serializer(purpose).loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise AccountError("token", "this link has expired: ask for a new one") from None
+    except BadSignature:
+        raise AccountError("token", "this link is not valid") from None
+    if not isinstance(data, dict) or not isinstance(data.get("uid"), int):
+        raise AccountError("token", "this link is not valid")
+    return data
+
+
+def confirm_email(token: str) -> tuple[User, bool]:
+    """Confirm the email a token was made for; (user, True) the first time, (user, False) after."""
+    data = _load("confirm", token, current_app.config["CONFIRM_TOKEN_MAX_AGE"])
+    user = db.session.get(User, data["uid"])
+    if user is None or user.email != data.get("email"):
+        raise AccountError("token", "this link is not valid")
+    if user.email_confirmed_at is not None:
+        return user, False
+    user.email_confirmed_at = utcnow()
+    return user, True
+
+
+def reset_password(token: str, password: str) -> User:
+    """Set a new password with a reset token; the token is dead afterwards."""
+    data = _load("reset", token, current_app.config["RESET_TOKEN_MAX_AGE"])
+    user = db.session.get(User, data["uid"])
+    if user is None or not hmac.compare_digest(str(data.get("pw", "")), _password_fingerprint(user)):
+        raise AccountError("token", "this link has been used already, or is not valid")
+    check_password(password, user.email)
+    user.set_password(password)
+    if user.email_confirmed_at is None:
+        user.email_confirmed_at = utcnow()  # the link came by email: the address works
+    return user
+
+
+# API keys
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(user: User, name: str) -> tuple[ApiKey, str]:
+    """A new key for ``user``: returns the row and the key itself, which is never stored and shown once."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise AccountError("name", "give the key a name of 1 to 100 characters")
+    key = secrets.token_hex(KEY_BYTES)
+    api_key = ApiKey(user=user, name=name, key_hash=hash_key(key), prefix=key[:8])
+    db.session.add(api_key)
+    db.session.flush()
+    return api_key, key
+
+
+def authenticate_key(userid: str, key: str) -> User | None:
+    """The active user that ``userid:key`` belongs to, or None. Marks the key used at most once a minute."""
+    if not userid or not key or len(key) > 200:
+        return None
+    row = db.session.execute(
+        select(ApiKey.id, ApiKey.key_hash, ApiKey.last_used_at, User)
+        .join(User, ApiKey.user_id == User.id)
+        .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None), User.userid == userid)
+    ).first()
+    if row is None or not hmac.compare_digest(row.key_hash, hash_key(key)):
+        return None
+    user = row.User
+    if not user.active:
+        return None
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > timedelta(seconds=60):
+        # no write per request: a burst of calls marks the key once a minute
+        db.session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+        db.session.commit()
+    return user
+
+
+def revoke_api_key(user: User, key_id: int) -> ApiKey:
+    api_key = db.session.get(ApiKey, key_id)
+    if api_key is None or api_key.user_id != user.id:
+        raise AccountError("key", "no such key")
+    if api_key.revoked_at is None:
+        api_key.revoked_at = utcnow()
+    return api_key

@@ -1,0 +1,88 @@
+"""``GET /api/v1/config/``: the omegaml client's configuration, exactly as CLIENT-CONTRACT.md describes.
+
+The hottest endpoint of the service: every ``import omegaml`` and every runtime task calls it. It
+costs one query to authenticate (a key is marked used at most once a minute) and one to load the
+deployment with its plan.
+"""
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.orm import contains_eager
+
+from ..extensions import db
+from ..models import Group, ServiceDeployment, ServicePlan, Status, User
+from ..ops.engine import deep_merge
+from .auth import require_user
+from .errors import ApiError
+
+bp = Blueprint("api_config", __name__, url_prefix="/api/v1")
+
+# a deployment being updated (PENDING) still serves the settings it completed with
+SERVING = (Status.COMPLETED, Status.PENDING)
+
+
+def client_settings(values: dict, internal: bool) -> dict:
+    """The UPPERCASE settings the client applies; ``internal`` overrides merged in for in-cluster callers."""
+    data = {key: value for key, value in values.items() if key.isupper()}
+    if internal and isinstance(values.get("internal"), dict):
+        data = deep_merge(data, {key: value for key, value in values["internal"].items() if key.isupper()})
+    return data
+
+
+def omegaml_deployment(user: User) -> ServiceDeployment | None:
+    return db.session.scalar(
+        select(ServiceDeployment)
+        .join(ServiceDeployment.plan)
+        .options(contains_eager(ServiceDeployment.plan))
+        .where(
+            ServiceDeployment.user_id == user.id,
+            ServicePlan.name == "omegaml",
+            ServiceDeployment.status.in_(SERVING),
+        )
+        .order_by(ServiceDeployment.id.desc())
+        .limit(1)
+    )
+
+
+def resolve_target(caller: User, qualifier: str) -> tuple[User, str]:
+    """Whose settings and which qualifier: ``?user=`` for admins, ``group:qualifier`` for group members."""
+    target = caller
+    other = request.args.get("user")
+    if other and other != caller.userid:
+        if not caller.admin:
+            raise ApiError(403, "forbidden", "only admins may ask for another user's configuration")
+        target = User.find(other)
+        if target is None:
+            raise ApiError(404, "not_found", f"no user {other!r}")
+    if ":" in qualifier:
+        group_name, qualifier = qualifier.split(":", 1)
+        group = db.session.scalar(select(Group).where(Group.name == group_name))
+        members = group.members if group is not None else []
+        if group is None or group.account is None or (target not in members and not caller.admin):
+            raise ApiError(404, "not_found", f"no group {group_name!r} that you are a member of")
+        target = group.account
+    return target, qualifier or "default"
+
+
+@bp.route("/config/", methods=["GET"], strict_slashes=False)
+def config():
+    """Answer the client's configuration for the caller's omegaml service and qualifier."""
+    caller = require_user()
+    requested = request.headers.get("Qualifier") or request.args.get("qualifier") or "default"
+    if len(requested) > 200:
+        raise ApiError(400, "bad_request", "qualifier is too long")
+    target, qualifier = resolve_target(caller, requested)
+    deployment = omegaml_deployment(target)
+    if deployment is None:
+        raise ApiError(404, "not_found", f"{target.userid} has no omegaml service (yet)")
+    values = (deployment.settings or {}).get(qualifier)
+    if not isinstance(values, dict) or not any(key.startswith("OMEGA_") for key in values):
+        raise ApiError(404, "not_found", f"unknown qualifier {qualifier!r}")
+    internal = request.args.get("view", "").lower() in ("1", "true", "yes")
+    data = deep_merge(client_settings(deployment.plan.defaults or {}, internal), client_settings(values, internal))
+    data.setdefault("OMEGA_USERID", target.userid)
+    data["OMEGA_QUALIFIER"] = qualifier
+    return jsonify(
+        meta={"limit": 1, "offset": 0, "total_count": 1, "next": None, "previous": None},
+        objects=[{"data": data, "resource_uri": f"/api/v1/config/{requested}/"}],
+    )
