@@ -17,6 +17,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from .accounts import AccountError, create_api_key, create_user, provision
 from .extensions import db
 from .jobs.provisioning import enqueue_command
 from .models import Phase, ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, Status, User
@@ -382,7 +383,57 @@ def createadmin(email, userid, password_stdin, generate_password, if_none):
         click.echo(f"password: {password}  (shown once: write it down)")
 
 
-COMMANDS = (createservice, deleteservice, deployservice, listservices, createadmin, cancelcommand, retrycommand)
+@click.command("createuser")
+@click.option("--email", required=True)
+@click.option("--userid", default=None, help="The omegaml userid (default: from the email).")
+@click.option("--first-name", default="")
+@click.option("--last-name", default="")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (else: no password).")
+@click.option("--confirmed", is_flag=True, help="Mark the email confirmed and provision the user now.")
+@db_command
+def createuser(email, userid, first_name, last_name, password_stdin, confirmed):
+    """Create a user (e.g. a service account); with --confirmed, their omegaml service is provisioned."""
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    try:
+        user = create_user(email, password, first_name, last_name, userid=userid, confirmed=confirmed)
+    except AccountError as exc:
+        raise click.ClickException(exc.message) from None
+    command_id = provision(user) if confirmed else None
+    db.session.commit()
+    if command_id is not None:
+        enqueue_command(command_id)
+    provisioned = f", sign-up command {command_id}" if command_id else ""
+    click.echo(f"user {user.email} created (userid {user.userid}){provisioned}")
+
+
+@click.command("createapikey")
+@click.option("--user", "user_ident", required=True, help="The user's userid or email.")
+@click.option("--name", required=True, help="What the key is for.")
+@db_command
+def createapikey(user_ident, name):
+    """Create an API key for a user and print it once (for scripts and service accounts)."""
+    user = find_user(user_ident)
+    try:
+        api_key, key = create_api_key(user, name)
+    except AccountError as exc:
+        raise click.ClickException(exc.message) from None
+    db.session.commit()
+    click.echo(f"API key {api_key.name!r} for {user.userid} (prefix {api_key.prefix}); shown once:")
+    click.echo(f"key: {key}")
+    click.echo(f"om cloud login {user.userid} {key}")
+
+
+COMMANDS = (
+    createuser,
+    createapikey,
+    createservice,
+    deleteservice,
+    deployservice,
+    listservices,
+    createadmin,
+    cancelcommand,
+    retrycommand,
+)
 
 
 def register(app: Flask) -> None:

@@ -2,7 +2,7 @@
 
 import secrets
 
-from flask import Flask, g
+from flask import Flask, request
 
 CSP = (
     "default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src 'self' 'unsafe-inline'; "
@@ -13,9 +13,10 @@ CSP = (
 
 def csp_nonce() -> str:
     """A nonce for this response: only Flask-Admin's own inline scripts carry it; our pages have none."""
-    if "csp_nonce" not in g:
-        g.csp_nonce = secrets.token_urlsafe(16)
-    return g.csp_nonce
+    # per request (an app context, and its g, may serve several)
+    if "omegaops.csp_nonce" not in request.environ:
+        request.environ["omegaops.csp_nonce"] = secrets.token_urlsafe(16)
+    return request.environ["omegaops.csp_nonce"]
 
 
 def register_headers(app: Flask) -> None:

@@ -6,13 +6,14 @@ from flask import current_app
 
 from app.extensions import db
 from app.models import User
+from app.models.types import utcnow
 from app.ops.specs import apply_specs, parse_specs, spec_fallbacks
 
 PASSWORD = "correct horse battery"
 _counter = itertools.count(1)
 
 
-def make_user(email=None, userid=None, admin=False, active=True, password=PASSWORD, **fields):
+def make_user(email=None, userid=None, admin=False, active=True, password=PASSWORD, confirmed=True, **fields):
     n = next(_counter)
     user = User(
         email=email or f"user{n}@example.com",
@@ -21,6 +22,7 @@ def make_user(email=None, userid=None, admin=False, active=True, password=PASSWO
         active=active,
         first_name=fields.pop("first_name", "Ada"),
         last_name=fields.pop("last_name", f"Tester{n}"),
+        email_confirmed_at=utcnow() if confirmed else None,
         **fields,
     )
     if password:

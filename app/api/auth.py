@@ -6,7 +6,7 @@ times); repeated bad keys from one address are a 429 with Retry-After.
 
 import time
 
-from flask import current_app, g, request
+from flask import current_app, request
 from flask_login import current_user
 from limits import parse
 
@@ -53,8 +53,9 @@ def _record_failure() -> None:
 
 def authenticate() -> User | None:
     """The caller, or None when anonymous; bad credentials raise a 401."""
-    if "api_user" in g:
-        return g.api_user
+    # per request, not on `g`: an app context (and its g) may outlive one request
+    if "omegaops.api_user" in request.environ:
+        return request.environ["omegaops.api_user"]
     header = request.headers.get("Authorization", "").strip()
     user = None
     if header:
@@ -72,7 +73,7 @@ def authenticate() -> User | None:
             raise _unauthorized(f"unsupported authorization scheme {scheme!r}: use ApiKey <userid>:<key>")
     elif current_user.is_authenticated and request.method in SAFE_METHODS:
         user = current_user._get_current_object()
-    g.api_user = user
+    request.environ["omegaops.api_user"] = user
     return user
 
 

@@ -1,5 +1,376 @@
-"""``/admin/api/v2/auth/...``: sign-up, password reset and the user resource."""
+"""``/admin/api/v2/auth/...``: sign-up, password reset and the user resource.
 
-from flask import Blueprint
+- ``signup/`` POST: anonymous and rate limited; 201 with the new user, ``Location`` its resource.
+  A taken email is a 409 ``conflict`` (the sign-up page says the same, so the API reveals no more).
+- ``reset/`` POST ``{email}``: 202 with the same body whether the email is registered or not;
+  POST ``{token, password}``: 200 with the user, or a 400 that says why.
+- ``user/`` GET: the caller's own record, or every user (paginated, ``?email=``) for admins;
+  ``user/<id>/`` GET, PATCH: self or admin, else 404 (no hint that the id exists).
+  ``user/`` PATCH changes the caller's own record.
+
+Bodies are parsed strictly: anything but a JSON object, unknown or read-only fields, missing
+fields and wrong types are a 400 that names the field, never a 500.
+"""
+
+import json
+import re
+from urllib.parse import urlencode
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+from sqlalchemy import func, inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from .. import accounts
+from ..extensions import db, limiter
+from ..jobs.provisioning import enqueue_command
+from ..mail import MailError, send_mail
+from ..models import User
+from ..ops.commands import CommandRefused
+from .auth import require_user
+from .errors import ApiError
 
 bp = Blueprint("api_auth", __name__, url_prefix="/admin/api/v2/auth")
+
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+# profile fields a user may change, with their maximum length
+PROFILE_FIELDS = {
+    "first_name": 100,
+    "last_name": 100,
+    "company": 200,
+    "billing_address": 2000,
+    "country": 2,
+    "tax_id": 50,
+}
+READ_ONLY_FIELDS = {
+    "id",
+    "userid",
+    "email",
+    "active",
+    "admin",
+    "email_confirmed",
+    "date_joined",
+    "resource_uri",
+    "password",
+}
+MULTI_LINE_FIELDS = {"billing_address"}
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+LINE_BREAKS = re.compile(r"[\r\n]")
+COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "bad_request", message)
+
+
+# request bodies
+
+
+def json_body() -> dict:
+    """The request's body as a JSON object, or a 400 saying what is wrong with it."""
+    raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: werkzeug answers 413
+    if not raw.strip():
+        raise bad_request("send a JSON object as the request body")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad_request("the request body is not valid UTF-8") from None
+    try:
+        body = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:  # JSONDecodeError, and NaN/Infinity
+        raise bad_request(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise bad_request("the request body is nested too deeply") from None
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    return body
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def check_fields(body: dict, allowed: set[str], required: set[str] = frozenset()) -> None:
+    """Refuse unknown and read-only fields, then missing ones; every value here must be a string."""
+    for field in body:
+        if field in READ_ONLY_FIELDS and field not in allowed:
+            raise bad_request(f"field {field!r} is read-only")
+        if field not in allowed:
+            raise bad_request(f"unknown field {field!r} (allowed: {', '.join(sorted(allowed))})")
+    for field in sorted(required):
+        if field not in body:
+            raise bad_request(f"missing field {field!r}")
+    for field, value in body.items():
+        if not isinstance(value, str):
+            raise bad_request(f"field {field!r} must be a string")
+
+
+def account_error(exc: accounts.AccountError) -> ApiError:
+    return bad_request(f"{exc.field}: {exc.message}")
+
+
+# representation
+
+
+def user_uri(user: User) -> str:
+    return url_for("api_auth.user_detail", user_id=user.id)
+
+
+def serialize_user(user: User) -> dict:
+    """The user as the API shows it: never the password hash, never keys."""
+    return {
+        "id": user.id,
+        "userid": user.userid,
+        "email": user.email,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "company": user.company,
+        "billing_address": user.billing_address,
+        "country": user.country,
+        "tax_id": user.tax_id,
+        "active": user.active,
+        "email_confirmed": user.email_confirmed_at is not None,
+        "date_joined": user.created_at.isoformat() if user.created_at else None,
+        "resource_uri": user_uri(user),
+    }
+
+
+def created(user: User):
+    response = jsonify(serialize_user(user))
+    response.status_code = 201
+    response.headers["Location"] = user_uri(user)
+    return response
+
+
+def external_url(endpoint: str, **values) -> str:
+    """An absolute link for emails: on PUBLIC_URL when it is set, else on the request's own host."""
+    public = current_app.config["PUBLIC_URL"].rstrip("/")
+    if public:
+        return public + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)
+
+
+def provision_and_commit(user: User) -> None:
+    """Issue the signup command, commit (with the user's changes), then enqueue: never the other way round.
+
+    A refused command (say, the signup plan has no active configuration) leaves the account as it
+    is, without a service: that is the operator's to fix, and the log says so.
+    """
+    try:
+        command_id = accounts.provision(user)
+    except CommandRefused as exc:
+        current_app.logger.error("%s was not provisioned: %s", user.userid, exc.message)
+        command_id = None
+    db.session.commit()
+    if command_id is not None:
+        enqueue_command(command_id)
+
+
+# sign-up
+
+
+SIGNUP_FIELDS = {"email", "first_name", "last_name", "password"}
+
+
+@bp.route("/signup/", methods=["POST"], strict_slashes=False)
+@limiter.limit(lambda: current_app.config["SIGNUP_RATE_LIMIT"])
+def signup():
+    """Create an account; confirm its email first, or provision it at once when confirmation is off."""
+    body = json_body()
+    check_fields(body, SIGNUP_FIELDS, SIGNUP_FIELDS)
+    for field in ("first_name", "last_name"):
+        if not body[field].strip():
+            raise bad_request(f"field {field!r} must not be empty")
+    confirm = accounts.confirmation_required()
+    try:
+        email = accounts.normalize_email(body["email"])
+        if accounts.email_taken(email):
+            raise ApiError(409, "conflict", "an account with this email exists already")
+        user = accounts.create_user(
+            email, body["password"], body["first_name"], body["last_name"], confirmed=not confirm
+        )
+        if confirm:
+            db.session.commit()  # provisioned once the email is confirmed
+        else:
+            provision_and_commit(user)
+    except accounts.AccountError as exc:
+        raise account_error(exc) from None
+    except IntegrityError:
+        # the same email signed up concurrently, between our check and the insert
+        db.session.rollback()
+        raise ApiError(409, "conflict", "an account with this email exists already") from None
+    if confirm:
+        try:
+            send_mail(
+                user.email,
+                "Confirm your email for omega|ml",  # as the sign-up page sends it
+                "mail/confirm.txt",
+                user=user,
+                link=external_url("auth.confirm", token=accounts.make_confirm_token(user)),
+                max_age_hours=current_app.config["CONFIRM_TOKEN_MAX_AGE"] // 3600,
+            )
+        except MailError as exc:
+            # the account exists: a password reset confirms the email too, so the user is not stuck
+            current_app.logger.error("signup of %s: confirmation mail not sent: %s", user.userid, exc)
+    return created(user)
+
+
+# password reset
+
+
+RESET_REQUESTED = "if an account with this email exists, we sent it a link to reset the password"
+
+
+@bp.route("/reset/", methods=["POST"], strict_slashes=False)
+@limiter.limit(lambda: current_app.config["RESET_RATE_LIMIT"])
+def reset():
+    """``{email}``: mail a reset link (202, whether registered or not); ``{token, password}``: set the password."""
+    body = json_body()
+    if "token" in body or "password" in body:
+        check_fields(body, {"token", "password"}, {"token", "password"})
+        return reset_with_token(body["token"], body["password"])
+    check_fields(body, {"email"}, {"email"})
+    try:
+        email = accounts.normalize_email(body["email"])
+    except accounts.AccountError as exc:
+        raise account_error(exc) from None
+    user = User.find(email)
+    if user is not None and user.active:
+        try:
+            send_mail(
+                user.email,
+                "Reset your omega|ml password",
+                "mail/reset.txt",
+                user=user,
+                link=external_url("auth.reset", token=accounts.make_reset_token(user)),
+                max_age_minutes=current_app.config["RESET_TOKEN_MAX_AGE"] // 60,
+            )
+        except MailError as exc:
+            # the answer stays the same: it must not tell whether the email is registered
+            current_app.logger.error("password reset of %s: mail not sent: %s", user.userid, exc)
+    response = jsonify(message=RESET_REQUESTED, resource_uri=url_for("api_auth.reset"))
+    response.status_code = 202
+    return response
+
+
+def reset_with_token(token: str, password: str):
+    """Set the new password; a user confirmed by this link (it came by email) is provisioned now."""
+    try:
+        user = accounts.reset_password(token, password)
+    except accounts.AccountError as exc:
+        raise account_error(exc) from None
+    if not user.active:
+        raise bad_request("token: this account is deactivated; contact the operator")
+    # reset_password confirms an unconfirmed email: then this is where the account's service starts
+    if inspect(user).attrs.email_confirmed_at.history.has_changes() and accounts.confirmation_required():
+        provision_and_commit(user)
+    else:
+        db.session.commit()
+    return jsonify(serialize_user(user))
+
+
+# the user resource
+
+
+def _single_arg(name: str) -> str | None:
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise bad_request(f"give {name!r} at most once")
+    return values[0] if values else None
+
+
+def _int_arg(name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    raw = _single_arg(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or (value := int(raw)) < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise bad_request(f"{name!r} must be an integer {bounds}, got {raw!r}")
+    return value
+
+
+LIST_ARGS = {"limit", "offset", "email", "format"}
+
+
+@bp.route("/user/", methods=["GET"], strict_slashes=False)
+def user_list():
+    """List users: the caller's own record, or every user for admins (``limit``, ``offset``, ``email``)."""
+    caller = require_user()
+    unknown = sorted(set(request.args) - LIST_ARGS)
+    if unknown:
+        raise bad_request(
+            f"unknown query parameter(s) {', '.join(map(repr, unknown))} (allowed: email, limit, offset)"
+        )
+    if (fmt := _single_arg("format")) not in (None, "json"):  # tastypie clients send ?format=json
+        raise bad_request(f"'format' must be json, got {fmt!r}")
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = _int_arg("offset", 0, 0)
+    email = _single_arg("email")
+    query = select(User)
+    if not caller.admin:
+        query = query.where(User.id == caller.id)
+    if email is not None:
+        query = query.where(func.lower(User.email) == email.strip().lower())
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    users = db.session.scalars(query.order_by(User.id).limit(limit).offset(offset)).all()
+    return jsonify(
+        meta={
+            "limit": limit,
+            "offset": offset,
+            "total_count": total,
+            "next": _page_uri(limit, offset + limit, email) if offset + limit < total else None,
+            "previous": _page_uri(limit, max(0, offset - limit), email) if offset > 0 else None,
+        },
+        objects=[serialize_user(user) for user in users],
+    )
+
+
+def _page_uri(limit: int, offset: int, email: str | None) -> str:
+    args = {"limit": limit, "offset": offset}
+    if email is not None:
+        args["email"] = email
+    return f"{url_for('api_auth.user_list')}?{urlencode(args)}"
+
+
+def visible_user(caller: User, user_id: int) -> User:
+    """The user ``user_id`` if the caller may see it (self or admin); 404 otherwise, as if it did not exist."""
+    user = db.session.get(User, user_id)
+    if user is None or (user.id != caller.id and not caller.admin):
+        raise ApiError(404, "not_found", f"no user {user_id}")
+    return user
+
+
+@bp.route("/user/<int:user_id>/", methods=["GET"], strict_slashes=False)
+def user_detail(user_id: int):
+    """Show one user: the caller, or anyone for admins."""
+    if request.args:
+        raise bad_request(f"unknown query parameter(s) {', '.join(map(repr, sorted(request.args)))}")
+    return jsonify(serialize_user(visible_user(require_user(), user_id)))
+
+
+@bp.route("/user/", methods=["PATCH"], strict_slashes=False, endpoint="user_patch_self")
+@bp.route("/user/<int:user_id>/", methods=["PATCH"], strict_slashes=False)
+def user_patch(user_id: int | None = None):
+    """Change profile fields of the caller (or, for admins, of anyone)."""
+    caller = require_user()
+    user = caller if user_id is None else visible_user(caller, user_id)
+    body = json_body()
+    check_fields(body, set(PROFILE_FIELDS))
+    changes = {field: clean_profile_value(field, value) for field, value in body.items()}
+    for field, value in changes.items():
+        setattr(user, field, value)
+    db.session.commit()
+    return jsonify(serialize_user(user))
+
+
+def clean_profile_value(field: str, value: str) -> str:
+    """A profile value as stored, or a 400 naming the field."""
+    value = value.strip()
+    if CONTROL_CHARS.search(value) or (field not in MULTI_LINE_FIELDS and LINE_BREAKS.search(value)):
+        raise bad_request(f"field {field!r} must not contain control characters or line breaks")
+    if field == "country":
+        if value and not COUNTRY_RE.match(value):
+            raise bad_request(f"field 'country' must be a two-letter country code (ISO 3166), got {value!r}")
+        return value.upper()
+    if len(value) > PROFILE_FIELDS[field]:
+        raise bad_request(f"field {field!r} must have at most {PROFILE_FIELDS[field]} characters")
+    return value

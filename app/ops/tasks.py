@@ -79,16 +79,25 @@ def deploy_user_service(ctx: StepContext) -> dict:
     broker = f"{setting('BROKER_HOST', 'localhost')}:{setting('BROKER_PORT', '5672')}"
     use_ssl = setting("USE_SSL", "false").lower() in ("1", "true", "yes")
     ctx.say(f"provisioned database {dbname!r} and broker vhost {dbname!r} for qualifier {qualifier!r}")
-    return {
-        qualifier: {
-            "OMEGA_MONGO_URL": f"mongodb://{quote(userid)}:{password}@{mongo}/{quote(dbname)}",
-            "OMEGA_CELERY_CONFIG": {
-                "BROKER_URL": f"amqp://{quote(userid)}:{password}@{broker}/{quote(dbname)}",
-                "CELERY_DEFAULT_QUEUE": "default",
-            },
+
+    def urls(mongo_host: str, broker_host: str) -> dict:
+        return {
+            "OMEGA_MONGO_URL": f"mongodb://{quote(userid)}:{password}@{mongo_host}/{quote(dbname)}",
+            "OMEGA_CELERY_CONFIG": {"BROKER_URL": f"amqp://{quote(userid)}:{password}@{broker_host}/{quote(dbname)}"},
+        }
+
+    values = urls(mongo, broker)
+    values["OMEGA_CELERY_CONFIG"]["CELERY_DEFAULT_QUEUE"] = "default"
+    values.update(
+        {
             "OMEGA_MONGO_SSL_KWARGS": {"tls": use_ssl},
             "OMEGA_USESSL": use_ssl,
             "OMEGA_USERID": userid,
             "OMEGA_QUALIFIER": qualifier,
         }
-    }
+    )
+    # callers inside the cluster (`/api/v1/config/?view=1`) reach the servers by their internal names
+    internal_mongo, internal_broker = setting("MONGO_INTERNAL_HOST", ""), setting("BROKER_INTERNAL_HOST", "")
+    if internal_mongo or internal_broker:
+        values["internal"] = urls(internal_mongo or mongo, internal_broker or broker)
+    return {qualifier: values}

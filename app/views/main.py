@@ -10,6 +10,12 @@ from ..models import ServiceDeployment, ServicePlan, Status
 bp = Blueprint("main", __name__)
 
 
+@bp.route("/healthz")
+def healthz():
+    """Answer that the web process is up (for load balancers; touches nothing)."""
+    return {"status": "ok"}
+
+
 @bp.route("/")
 def index():
     """Show the offered plans, and the user's deployments when logged in."""
