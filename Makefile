@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`. Both install what is missing first.
-.PHONY: run test bench lint setup-run setup-test
+.PHONY: run test bench compat lint setup-run setup-test setup-bench
 
 run: setup-run
 	scripts/run.sh
@@ -7,8 +7,12 @@ run: setup-run
 test: setup-test
 	scripts/test.sh $(PYTEST_ARGS)
 
-bench: setup-test
-	.venv/bin/python -m bench
+bench: setup-bench
+	.venv/bin/python -m bench $(BENCH_ARGS)
+
+# the real omegaml client (its own venv) against a throwaway omegaops
+compat: setup-test
+	scripts/compat.sh
 
 lint: setup-test
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
@@ -18,3 +22,6 @@ setup-run:
 
 setup-test:
 	scripts/setup.sh test
+
+setup-bench:
+	scripts/setup.sh bench

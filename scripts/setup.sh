@@ -3,6 +3,7 @@
 # run as root, otherwise a list of what to install), the virtualenv and the Python packages.
 #   scripts/setup.sh run    what `make run` needs
 #   scripts/setup.sh test   that, plus PostgreSQL for the tests that must hold there
+#   scripts/setup.sh bench  that, plus wrk for the HTTP benchmarks
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,8 +20,11 @@ declare -A NEEDS=(
   [libharfbuzz-subset0]=/usr/share/doc/libharfbuzz-subset0
   [fonts-dejavu-core]=/usr/share/fonts/truetype/dejavu
 )
-if [ "$purpose" = test ]; then
+if [ "$purpose" = test ] || [ "$purpose" = bench ]; then
   NEEDS[postgresql]=/usr/lib/postgresql
+fi
+if [ "$purpose" = bench ]; then
+  NEEDS[wrk]=/usr/bin/wrk
 fi
 
 missing=()

@@ -26,18 +26,19 @@ from ..jobs.provisioning import enqueue_command
 from ..mail import MailError, send_mail
 from ..models import User
 from ..ops.commands import CommandRefused
+from ..views.account import COUNTRIES
 from .auth import require_user
 from .errors import ApiError
 
 bp = Blueprint("api_auth", __name__, url_prefix="/admin/api/v2/auth")
 
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
-# profile fields a user may change, with their maximum length
+# profile fields a user may change, with their maximum length (as the account page allows)
 PROFILE_FIELDS = {
     "first_name": 100,
     "last_name": 100,
     "company": 200,
-    "billing_address": 2000,
+    "billing_address": 1000,
     "country": 2,
     "tax_id": 50,
 }
@@ -55,7 +56,7 @@ READ_ONLY_FIELDS = {
 MULTI_LINE_FIELDS = {"billing_address"}
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 LINE_BREAKS = re.compile(r"[\r\n]")
-COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
+REQUIRED_PROFILE_FIELDS = {"first_name", "last_name"}
 
 
 def bad_request(message: str) -> ApiError:
@@ -368,9 +369,13 @@ def clean_profile_value(field: str, value: str) -> str:
     if CONTROL_CHARS.search(value) or (field not in MULTI_LINE_FIELDS and LINE_BREAKS.search(value)):
         raise bad_request(f"field {field!r} must not contain control characters or line breaks")
     if field == "country":
-        if value and not COUNTRY_RE.match(value):
-            raise bad_request(f"field 'country' must be a two-letter country code (ISO 3166), got {value!r}")
+        if value and value.upper() not in COUNTRIES:
+            raise bad_request(
+                f"field 'country' must be a two-letter ISO 3166 country code (e.g. CH, DE, US), got {value!r}"
+            )
         return value.upper()
+    if field in REQUIRED_PROFILE_FIELDS and not value:
+        raise bad_request(f"field {field!r} must not be empty")
     if len(value) > PROFILE_FIELDS[field]:
         raise bad_request(f"field {field!r} must have at most {PROFILE_FIELDS[field]} characters")
     return value

@@ -1,5 +1,178 @@
 """The user's own account: profile, password, API keys."""
 
-from flask import Blueprint
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import PasswordField, StringField, TextAreaField
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
-bp = Blueprint("account", __name__)
+from .. import accounts
+from ..accounts import AccountError
+from ..extensions import db
+from ..models import ApiKey
+from .auth import add_form_error
+
+bp = Blueprint("account", __name__, url_prefix="/account")
+
+# ISO 3166-1 alpha-2 (as in tzdata's iso3166.tab)
+COUNTRIES = frozenset(
+    """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY
+    BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK
+    FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR
+    IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK
+    ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM
+    PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF
+    TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW
+    """.split()
+)
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+def _country_code(value):
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+class ProfileForm(FlaskForm):
+    first_name = StringField("First name", filters=[_strip], validators=[DataRequired(), Length(max=100)])
+    last_name = StringField("Last name", filters=[_strip], validators=[DataRequired(), Length(max=100)])
+    company = StringField("Company", filters=[_strip], validators=[Length(max=200)])
+    billing_address = TextAreaField("Billing address", filters=[_strip], validators=[Length(max=1000)])
+    country = StringField(
+        "Country",
+        filters=[_country_code],
+        validators=[Optional(), Length(min=2, max=2)],
+        description="e.g. CH, DE, US",
+    )
+    tax_id = StringField("Tax id (VAT number)", filters=[_strip], validators=[Length(max=50)])
+
+    def validate_country(self, field):
+        if field.data and field.data not in COUNTRIES:
+            raise ValidationError("enter a two-letter ISO country code, e.g. CH, DE or US")
+
+
+class PasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1000)])
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1000)])
+    new_password2 = PasswordField(
+        "Repeat the new password",
+        validators=[DataRequired(), EqualTo("new_password", message="the passwords do not match")],
+    )
+
+
+class ApiKeyForm(FlaskForm):
+    name = StringField("Key name", filters=[_strip], validators=[DataRequired(), Length(max=100)])
+
+
+class RevokeForm(FlaskForm):
+    """Only the CSRF token: revoking takes no input."""
+
+
+def api_url() -> str:
+    """The URL the omegaml client logs in to: PUBLIC_URL, else this request's root."""
+    return (current_app.config["PUBLIC_URL"] or request.url_root).rstrip("/")
+
+
+def render_account(profile=None, password=None, key=None, new_key=None, status=200):
+    """The account page; forms not being submitted start from the stored values, not the request."""
+    user = current_user._get_current_object()
+    keys = db.session.scalars(select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.id.desc())).all()
+    page = render_template(
+        "account/index.html",
+        profile_form=profile or ProfileForm(formdata=None, obj=user),
+        password_form=password or PasswordForm(formdata=None),
+        key_form=key or ApiKeyForm(formdata=None),
+        revoke_form=RevokeForm(formdata=None),
+        keys=keys,
+        new_key=new_key,
+        api_url=api_url(),
+    )
+    response = current_app.make_response((page, status))
+    if new_key is not None:
+        # the only response that ever holds the key: keep it out of every cache
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("")
+@login_required
+def index():
+    """Show the profile, the password form, the API keys and the `om cloud login` line."""
+    return render_account()
+
+
+@bp.route("/profile", methods=["POST"])
+@login_required
+def profile():
+    """Update the profile."""
+    form = ProfileForm()
+    if not form.validate_on_submit():
+        return render_account(profile=form)
+    user = current_user._get_current_object()
+    for name in ("first_name", "last_name", "company", "billing_address", "country", "tax_id"):
+        setattr(user, name, form[name].data or "")
+    db.session.commit()
+    flash("Your profile has been saved.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/password", methods=["POST"])
+@login_required
+def password():
+    """Change the password: the current one first, then the new one twice."""
+    form = PasswordForm()
+    user = current_user._get_current_object()
+    if not form.validate_on_submit():
+        return render_account(password=form)
+    if not user.check_password(form.current_password.data):
+        form.current_password.errors = ["this is not your current password"]
+        return render_account(password=form)
+    try:
+        accounts.check_password(form.new_password.data, user.email)
+    except AccountError as exc:
+        form.new_password.errors = [exc.message]
+        return render_account(password=form)
+    user.set_password(form.new_password.data)
+    db.session.commit()
+    flash("Your password has been changed.", "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/keys", methods=["POST"])
+@login_required
+def create_key():
+    """Create an API key and show it, this once."""
+    form = ApiKeyForm()
+    if not form.validate_on_submit():
+        return render_account(key=form)
+    try:
+        api_key, key = accounts.create_api_key(current_user._get_current_object(), form.name.data)
+    except AccountError as exc:
+        db.session.rollback()
+        add_form_error(form, exc)
+        return render_account(key=form)
+    db.session.commit()
+    flash(f"Your new API key “{api_key.name}” is shown below, this once: copy it now.", "success")
+    # rendered, not redirected: the key is never stored, so no later page could show it
+    return render_account(new_key=key)
+
+
+@bp.route("/keys/<int:key_id>/revoke", methods=["POST"])
+@login_required
+def revoke_key(key_id: int):
+    """Revoke one of the user's API keys."""
+    form = RevokeForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        api_key = accounts.revoke_api_key(current_user._get_current_object(), key_id)
+    except AccountError:
+        # someone else's key looks exactly like a key that does not exist
+        abort(404)
+    db.session.commit()
+    flash(f"The API key “{api_key.name}” ({api_key.prefix}…) is revoked.", "success")
+    return redirect(url_for("account.index"))

@@ -1,14 +1,19 @@
-"""Logging in and out."""
+"""Signing up, confirming the email, logging in and out, resetting a forgotten password."""
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField
-from wtforms.validators import DataRequired, Email, Length
+from sqlalchemy import inspect
+from wtforms import BooleanField, EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, Email, EqualTo, Length
 
-from ..extensions import db
+from .. import accounts
+from ..accounts import AccountError
+from ..extensions import db, limiter
+from ..jobs.provisioning import enqueue_command
+from ..mail import MailError, send_mail
 from ..models import User
 
 bp = Blueprint("auth", __name__)
@@ -20,6 +25,31 @@ class LoginForm(FlaskForm):
     remember = BooleanField("Keep me logged in")
 
 
+class SignupForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
+    first_name = StringField("First name", validators=[DataRequired(), Length(max=100)])
+    last_name = StringField("Last name", validators=[DataRequired(), Length(max=100)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
+    password2 = PasswordField(
+        "Repeat the password", validators=[DataRequired(), EqualTo("password", message="the passwords do not match")]
+    )
+    terms = BooleanField(
+        "I accept the terms of service", validators=[DataRequired(message="please accept the terms of service")]
+    )
+
+
+class ResetRequestForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
+
+
+class ResetForm(FlaskForm):
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=1000)])
+    password2 = PasswordField(
+        "Repeat the new password",
+        validators=[DataRequired(), EqualTo("password", message="the passwords do not match")],
+    )
+
+
 def is_safe_next(target: str | None) -> bool:
     """Only local paths are followed after login (no scheme, no host, no protocol-relative //)."""
     if not target:
@@ -28,7 +58,33 @@ def is_safe_next(target: str | None) -> bool:
     return not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//")
 
 
+def external_url(endpoint: str, **values) -> str:
+    """An absolute link for mails: under PUBLIC_URL when it is set, else the request's own host."""
+    public = current_app.config["PUBLIC_URL"].rstrip("/")
+    if public:
+        return public + url_for(endpoint, **values)
+    return url_for(endpoint, **values, _external=True)
+
+
+def add_form_error(form: FlaskForm, error: AccountError) -> None:
+    """Show an AccountError at its field, or as a message when the form has no such field."""
+    field = getattr(form, error.field, None)
+    if field is not None and hasattr(field, "errors"):
+        field.errors = [*field.errors, error.message]
+    else:
+        flash(error.message[:1].upper() + error.message[1:] + ".", "danger")
+
+
+def start_provisioning(user: User) -> None:
+    """Issue the user's ``signup`` command, commit, then enqueue it."""
+    command_id = accounts.provision(user)
+    db.session.commit()
+    if command_id is not None:
+        enqueue_command(command_id)
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"])
 def login():
     """Show the login form; log the user in with email and password."""
     if current_user.is_authenticated:
@@ -38,8 +94,8 @@ def login():
         user = User.find(form.email.data)
         if user is None or not user.check_password(form.password.data):
             flash("Wrong email or password.", "danger")
-        elif not user.active:
-            flash("This account is deactivated. Contact the operator.", "danger")
+        elif (refusal := accounts.can_log_in(user)) is not None:
+            flash(refusal, "danger")
         else:
             login_user(user, remember=form.remember.data)
             db.session.commit()
@@ -55,3 +111,134 @@ def logout():
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["SIGNUP_RATE_LIMIT"], methods=["POST"])
+def signup():
+    """Show the sign-up form; create the account and send the confirmation mail (or provision at once)."""
+    if current_user.is_authenticated:
+        return redirect(url_for("main.index"))
+    form = SignupForm()
+    if not form.validate_on_submit():
+        return render_template("auth/signup.html", form=form)
+    confirm = accounts.confirmation_required()
+    try:
+        user = accounts.create_user(
+            form.email.data,
+            form.password.data,
+            first_name=form.first_name.data,
+            last_name=form.last_name.data,
+            confirmed=not confirm,
+        )
+    except AccountError as exc:
+        db.session.rollback()
+        add_form_error(form, exc)
+        return render_template("auth/signup.html", form=form)
+    if not confirm:
+        start_provisioning(user)
+        flash("Your account is ready: log in.", "success")
+        return redirect(url_for("auth.login"))
+    db.session.commit()
+    try:
+        send_mail(
+            user.email,
+            "Confirm your email for omega|ml",
+            "mail/confirm.txt",
+            user=user,
+            link=external_url("auth.confirm", token=accounts.make_confirm_token(user)),
+            max_age_hours=current_app.config["CONFIRM_TOKEN_MAX_AGE"] // 3600,
+        )
+    except MailError as exc:
+        current_app.logger.error("sign-up of %s: confirmation mail not sent: %s", user.userid, exc)
+        flash(
+            "Your account was created, but the confirmation email could not be sent. "
+            "Please try again later with “Forgot password?”: its link confirms your email too.",
+            "warning",
+        )
+    else:
+        flash(f"We sent a confirmation link to {user.email}: follow it to activate your account.", "success")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/confirm/<token>")
+def confirm(token: str):
+    """Confirm the email a sign-up link was sent to; the first time, provision the account."""
+    try:
+        user, first = accounts.confirm_email(token)
+    except AccountError as exc:
+        db.session.rollback()
+        return render_template("auth/link_refused.html", reason=exc.message), 400
+    if first:
+        start_provisioning(user)
+        flash("Your email is confirmed and your account is ready: log in.", "success")
+    else:
+        flash("Your email is already confirmed.", "info")
+    return redirect(url_for("main.index") if current_user.is_authenticated else url_for("auth.login"))
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RESET_RATE_LIMIT"], methods=["POST"])
+def reset_request():
+    """Send a password reset link; the answer is the same whether or not the email is registered."""
+    form = ResetRequestForm()
+    if not form.validate_on_submit():
+        return render_template("auth/reset_request.html", form=form)
+    user = User.find(form.email.data)
+    if user is not None and user.active:
+        try:
+            send_mail(
+                user.email,
+                "Reset your omega|ml password",
+                "mail/reset.txt",
+                user=user,
+                link=external_url("auth.reset", token=accounts.make_reset_token(user)),
+                max_age_minutes=current_app.config["RESET_TOKEN_MAX_AGE"] // 60,
+            )
+        except MailError as exc:
+            # the page must not tell who is registered, so the failure only goes to the log
+            current_app.logger.error("password reset for %s: mail not sent: %s", user.userid, exc)
+    flash(
+        "If an account is registered with this email, we have sent it a link to set a new password.",
+        "info",
+    )
+    return redirect(url_for("auth.login"))
+
+
+def reset_link_refusal(token: str) -> str | None:
+    """Why a reset link cannot be used, or None when it can; changes nothing."""
+    try:
+        # an empty password fails the password rules only after the token passed its checks,
+        # so this never sets a password; should that order ever change, the POST still checks the token
+        accounts.reset_password(token, "")
+    except AccountError as exc:
+        return exc.message if exc.field == "token" else None
+    finally:
+        db.session.rollback()
+    return None
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+def reset(token: str):
+    """Set a new password with a reset link; the link works once."""
+    if request.method == "GET" and (reason := reset_link_refusal(token)) is not None:
+        return render_template("auth/link_refused.html", reason=reason, reset=True), 400
+    form = ResetForm()
+    if form.validate_on_submit():
+        try:
+            user = accounts.reset_password(token, form.password.data)
+        except AccountError as exc:
+            db.session.rollback()
+            if exc.field == "token":
+                return render_template("auth/link_refused.html", reason=exc.message, reset=True), 400
+            add_form_error(form, exc)
+        else:
+            # the link came by email, so reset_password confirms it: that can make the account usable
+            just_confirmed = inspect(user).attrs.email_confirmed_at.history.has_changes()
+            if just_confirmed:
+                start_provisioning(user)
+            else:
+                db.session.commit()
+            flash("Your password has been changed: log in with the new one.", "success")
+            return redirect(url_for("auth.login"))
+    return render_template("auth/reset.html", form=form)
