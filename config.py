@@ -134,6 +134,9 @@ class Config:
     RATELIMIT_STORAGE_URI = ""
     RATELIMIT_ENABLED = True
     RATELIMIT_HEADERS_ENABLED = True
+    # Redis down: count in memory for a while rather than fail the request
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
     RATELIMIT_STRATEGY = "moving-window"
     LOGIN_RATE_LIMIT = "10 per minute"
     SIGNUP_RATE_LIMIT = "5 per minute"

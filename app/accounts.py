@@ -166,12 +166,18 @@ def confirm_email(token: str) -> tuple[User, bool]:
     return user, True
 
 
-def reset_password(token: str, password: str) -> User:
-    """Set a new password with a reset token; the token is dead afterwards."""
+def check_reset_token(token: str) -> User:
+    """The user a live reset token is for; an AccountError saying why when it is not live. Changes nothing."""
     data = _load("reset", token, current_app.config["RESET_TOKEN_MAX_AGE"])
     user = db.session.get(User, data["uid"])
     if user is None or not hmac.compare_digest(str(data.get("pw", "")), _password_fingerprint(user)):
         raise AccountError("token", "this link has been used already, or is not valid")
+    return user
+
+
+def reset_password(token: str, password: str) -> User:
+    """Set a new password with a reset token; the token is dead afterwards."""
+    user = check_reset_token(token)
     check_password(password, user.email)
     user.set_password(password)
     if user.email_confirmed_at is None:

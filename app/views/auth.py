@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
 from wtforms import BooleanField, EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length
 
@@ -135,6 +136,11 @@ def signup():
         db.session.rollback()
         add_form_error(form, exc)
         return render_template("auth/signup.html", form=form)
+    except IntegrityError:
+        # a sign-up with the same email (or derived userid) committed between our check and our insert
+        db.session.rollback()
+        flash("The account could not be created just now: please try again.", "danger")
+        return render_template("auth/signup.html", form=form)
     if not confirm:
         start_provisioning(user)
         flash("Your account is ready: log in.", "success")
@@ -208,13 +214,9 @@ def reset_request():
 def reset_link_refusal(token: str) -> str | None:
     """Why a reset link cannot be used, or None when it can; changes nothing."""
     try:
-        # an empty password fails the password rules only after the token passed its checks,
-        # so this never sets a password; should that order ever change, the POST still checks the token
-        accounts.reset_password(token, "")
+        accounts.check_reset_token(token)
     except AccountError as exc:
-        return exc.message if exc.field == "token" else None
-    finally:
-        db.session.rollback()
+        return exc.message
     return None
 
 
