@@ -10,7 +10,7 @@ import secrets
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app
+from flask import current_app, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select, update
 
@@ -113,13 +113,29 @@ def provision(user: User) -> int | None:
     try:
         command = issue_command(plan="signup", user=user, phase="install", privileged=True)
     except CommandRefused as exc:
-        if exc.code == "not_found":
-            current_app.logger.warning("no signup plan: %s was not provisioned", user.userid)
-            return None
-        if exc.code == "conflict":
-            return None  # signed up already
-        raise
+        if exc.code != "conflict":  # a conflict: signed up already
+            # the account stands; an operator provisions it once the signup plan is fixed
+            current_app.logger.warning("%s was not provisioned: %s", user.userid, exc.message)
+        return None
     return command.id
+
+
+def provision_and_commit(user: User) -> None:
+    """Issue the user's ``signup`` command, commit (with the caller's changes), then enqueue it. Commits."""
+    from .jobs.provisioning import enqueue_command
+
+    command_id = provision(user)
+    db.session.commit()
+    if command_id is not None:
+        enqueue_command(command_id)
+
+
+def external_url(endpoint: str, **values) -> str:
+    """An absolute link for mails: under PUBLIC_URL when it is set, else the request's own host."""
+    public = current_app.config["PUBLIC_URL"].rstrip("/")
+    if public:
+        return public + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)
 
 
 # tokens
@@ -227,6 +243,8 @@ def authenticate_key(userid: str, key: str) -> User | None:
 
 
 def revoke_api_key(user: User, key_id: int) -> ApiKey:
+    if not 0 < key_id < 2**31:
+        raise AccountError("key", "no such key")
     api_key = db.session.get(ApiKey, key_id)
     if api_key is None or api_key.user_id != user.id:
         raise AccountError("key", "no such key")

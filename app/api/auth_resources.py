@@ -22,17 +22,16 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import accounts
 from ..extensions import db, limiter
-from ..jobs.provisioning import enqueue_command
 from ..mail import MailError, send_mail
 from ..models import User
-from ..ops.commands import CommandRefused
 from ..views.account import COUNTRIES
 from .auth import require_user
 from .errors import ApiError
 
 bp = Blueprint("api_auth", __name__, url_prefix="/admin/api/v2/auth")
 
-DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET = 20, 100, 999_999_999
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL: a larger one is a 404, not a database error
 # profile fields a user may change, with their maximum length (as the account page allows)
 PROFILE_FIELDS = {
     "first_name": 100,
@@ -42,6 +41,7 @@ PROFILE_FIELDS = {
     "country": 2,
     "tax_id": 50,
 }
+# what the user object shows but PATCH may not change
 READ_ONLY_FIELDS = {
     "id",
     "userid",
@@ -90,10 +90,10 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not a JSON value")
 
 
-def check_fields(body: dict, allowed: set[str], required: set[str] = frozenset()) -> None:
+def check_fields(body: dict, allowed: set[str], required: set[str] = frozenset(), read_only=frozenset()) -> None:
     """Refuse unknown and read-only fields, then missing ones; every value here must be a string."""
     for field in body:
-        if field in READ_ONLY_FIELDS and field not in allowed:
+        if field in read_only:
             raise bad_request(f"field {field!r} is read-only")
         if field not in allowed:
             raise bad_request(f"unknown field {field!r} (allowed: {', '.join(sorted(allowed))})")
@@ -142,30 +142,6 @@ def created(user: User):
     return response
 
 
-def external_url(endpoint: str, **values) -> str:
-    """An absolute link for emails: on PUBLIC_URL when it is set, else on the request's own host."""
-    public = current_app.config["PUBLIC_URL"].rstrip("/")
-    if public:
-        return public + url_for(endpoint, **values)
-    return url_for(endpoint, _external=True, **values)
-
-
-def provision_and_commit(user: User) -> None:
-    """Issue the signup command, commit (with the user's changes), then enqueue: never the other way round.
-
-    A refused command (say, the signup plan has no active configuration) leaves the account as it
-    is, without a service: that is the operator's to fix, and the log says so.
-    """
-    try:
-        command_id = accounts.provision(user)
-    except CommandRefused as exc:
-        current_app.logger.error("%s was not provisioned: %s", user.userid, exc.message)
-        command_id = None
-    db.session.commit()
-    if command_id is not None:
-        enqueue_command(command_id)
-
-
 # sign-up
 
 
@@ -192,13 +168,15 @@ def signup():
         if confirm:
             db.session.commit()  # provisioned once the email is confirmed
         else:
-            provision_and_commit(user)
+            accounts.provision_and_commit(user)
     except accounts.AccountError as exc:
         raise account_error(exc) from None
     except IntegrityError:
-        # the same email signed up concurrently, between our check and the insert
+        # a sign-up at the same moment took the email (or the userid made from it) after our check
         db.session.rollback()
-        raise ApiError(409, "conflict", "an account with this email exists already") from None
+        if accounts.email_taken(email):
+            raise ApiError(409, "conflict", "an account with this email exists already") from None
+        raise ApiError(409, "conflict", "another sign-up got in the way: please try again") from None
     if confirm:
         try:
             send_mail(
@@ -206,7 +184,7 @@ def signup():
                 "Confirm your email for omega|ml",  # as the sign-up page sends it
                 "mail/confirm.txt",
                 user=user,
-                link=external_url("auth.confirm", token=accounts.make_confirm_token(user)),
+                link=accounts.external_url("auth.confirm", token=accounts.make_confirm_token(user)),
                 max_age_hours=current_app.config["CONFIRM_TOKEN_MAX_AGE"] // 3600,
             )
         except MailError as exc:
@@ -242,7 +220,7 @@ def reset():
                 "Reset your omega|ml password",
                 "mail/reset.txt",
                 user=user,
-                link=external_url("auth.reset", token=accounts.make_reset_token(user)),
+                link=accounts.external_url("auth.reset", token=accounts.make_reset_token(user)),
                 max_age_minutes=current_app.config["RESET_TOKEN_MAX_AGE"] // 60,
             )
         except MailError as exc:
@@ -263,7 +241,7 @@ def reset_with_token(token: str, password: str):
         raise bad_request("token: this account is deactivated; contact the operator")
     # reset_password confirms an unconfirmed email: then this is where the account's service starts
     if inspect(user).attrs.email_confirmed_at.history.has_changes() and accounts.confirmation_required():
-        provision_and_commit(user)
+        accounts.provision_and_commit(user)
     else:
         db.session.commit()
     return jsonify(serialize_user(user))
@@ -279,14 +257,14 @@ def _single_arg(name: str) -> str | None:
     return values[0] if values else None
 
 
-def _int_arg(name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
     raw = _single_arg(name)
     if raw is None:
         return default
-    if not raw.isdigit() or (value := int(raw)) < minimum or (maximum is not None and value > maximum):
-        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise bad_request(f"{name!r} must be an integer {bounds}, got {raw!r}")
-    return value
+    # ASCII digits only ("²".isdigit() is true), and few enough for the database's integers
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not minimum <= int(raw) <= maximum:
+        raise bad_request(f"{name!r} must be an integer between {minimum} and {maximum}, got {raw[:20]!r}")
+    return int(raw)
 
 
 LIST_ARGS = {"limit", "offset", "email", "format"}
@@ -304,7 +282,7 @@ def user_list():
     if (fmt := _single_arg("format")) not in (None, "json"):  # tastypie clients send ?format=json
         raise bad_request(f"'format' must be json, got {fmt!r}")
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _int_arg("offset", 0, 0)
+    offset = _int_arg("offset", 0, 0, MAX_OFFSET)
     email = _single_arg("email")
     query = select(User)
     if not caller.admin:
@@ -334,7 +312,7 @@ def _page_uri(limit: int, offset: int, email: str | None) -> str:
 
 def visible_user(caller: User, user_id: int) -> User:
     """The user ``user_id`` if the caller may see it (self or admin); 404 otherwise, as if it did not exist."""
-    user = db.session.get(User, user_id)
+    user = db.session.get(User, user_id) if user_id <= MAX_ID else None
     if user is None or (user.id != caller.id and not caller.admin):
         raise ApiError(404, "not_found", f"no user {user_id}")
     return user
@@ -355,7 +333,7 @@ def user_patch(user_id: int | None = None):
     caller = require_user()
     user = caller if user_id is None else visible_user(caller, user_id)
     body = json_body()
-    check_fields(body, set(PROFILE_FIELDS))
+    check_fields(body, set(PROFILE_FIELDS), read_only=READ_ONLY_FIELDS)
     changes = {field: clean_profile_value(field, value) for field, value in body.items()}
     for field, value in changes.items():
         setattr(user, field, value)

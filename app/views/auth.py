@@ -13,7 +13,6 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length
 from .. import accounts
 from ..accounts import AccountError
 from ..extensions import db, limiter
-from ..jobs.provisioning import enqueue_command
 from ..mail import MailError, send_mail
 from ..models import User
 
@@ -59,14 +58,6 @@ def is_safe_next(target: str | None) -> bool:
     return not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//")
 
 
-def external_url(endpoint: str, **values) -> str:
-    """An absolute link for mails: under PUBLIC_URL when it is set, else the request's own host."""
-    public = current_app.config["PUBLIC_URL"].rstrip("/")
-    if public:
-        return public + url_for(endpoint, **values)
-    return url_for(endpoint, **values, _external=True)
-
-
 def add_form_error(form: FlaskForm, error: AccountError) -> None:
     """Show an AccountError at its field, or as a message when the form has no such field."""
     field = getattr(form, error.field, None)
@@ -74,14 +65,6 @@ def add_form_error(form: FlaskForm, error: AccountError) -> None:
         field.errors = [*field.errors, error.message]
     else:
         flash(error.message[:1].upper() + error.message[1:] + ".", "danger")
-
-
-def start_provisioning(user: User) -> None:
-    """Issue the user's ``signup`` command, commit, then enqueue it."""
-    command_id = accounts.provision(user)
-    db.session.commit()
-    if command_id is not None:
-        enqueue_command(command_id)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -142,7 +125,7 @@ def signup():
         flash("The account could not be created just now: please try again.", "danger")
         return render_template("auth/signup.html", form=form)
     if not confirm:
-        start_provisioning(user)
+        accounts.provision_and_commit(user)
         flash("Your account is ready: log in.", "success")
         return redirect(url_for("auth.login"))
     db.session.commit()
@@ -152,7 +135,7 @@ def signup():
             "Confirm your email for omega|ml",
             "mail/confirm.txt",
             user=user,
-            link=external_url("auth.confirm", token=accounts.make_confirm_token(user)),
+            link=accounts.external_url("auth.confirm", token=accounts.make_confirm_token(user)),
             max_age_hours=current_app.config["CONFIRM_TOKEN_MAX_AGE"] // 3600,
         )
     except MailError as exc:
@@ -176,7 +159,7 @@ def confirm(token: str):
         db.session.rollback()
         return render_template("auth/link_refused.html", reason=exc.message), 400
     if first:
-        start_provisioning(user)
+        accounts.provision_and_commit(user)
         flash("Your email is confirmed and your account is ready: log in.", "success")
     else:
         flash("Your email is already confirmed.", "info")
@@ -198,7 +181,7 @@ def reset_request():
                 "Reset your omega|ml password",
                 "mail/reset.txt",
                 user=user,
-                link=external_url("auth.reset", token=accounts.make_reset_token(user)),
+                link=accounts.external_url("auth.reset", token=accounts.make_reset_token(user)),
                 max_age_minutes=current_app.config["RESET_TOKEN_MAX_AGE"] // 60,
             )
         except MailError as exc:
@@ -238,7 +221,7 @@ def reset(token: str):
             # the link came by email, so reset_password confirms it: that can make the account usable
             just_confirmed = inspect(user).attrs.email_confirmed_at.history.has_changes()
             if just_confirmed:
-                start_provisioning(user)
+                accounts.provision_and_commit(user)
             else:
                 db.session.commit()
             flash("Your password has been changed: log in with the new one.", "success")
