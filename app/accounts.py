@@ -4,6 +4,7 @@ Every interface (pages, REST, CLI) goes through these functions; they add to the
 commit, except where they say so.
 """
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -12,7 +13,7 @@ from datetime import timedelta
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from .extensions import db
 from .models import ApiKey, User
@@ -220,15 +221,23 @@ def create_api_key(user: User, name: str) -> tuple[ApiKey, str]:
     return api_key, key
 
 
+@functools.cache
+def _key_statement():
+    """Built once per process: every API call runs it."""
+    return (
+        select(ApiKey.id, ApiKey.key_hash, ApiKey.last_used_at, User)
+        .join(User, ApiKey.user_id == User.id)
+        .where(
+            ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None), User.userid == bindparam("userid")
+        )
+    )
+
+
 def authenticate_key(userid: str, key: str) -> User | None:
     """The active user that ``userid:key`` belongs to, or None. Marks the key used at most once a minute."""
     if not userid or not key or len(key) > 200:
         return None
-    row = db.session.execute(
-        select(ApiKey.id, ApiKey.key_hash, ApiKey.last_used_at, User)
-        .join(User, ApiKey.user_id == User.id)
-        .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None), User.userid == userid)
-    ).first()
+    row = db.session.execute(_key_statement(), {"key_hash": hash_key(key), "userid": userid}).first()
     if row is None or not hmac.compare_digest(row.key_hash, hash_key(key)):
         return None
     user = row.User

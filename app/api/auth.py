@@ -61,10 +61,12 @@ def authenticate() -> User | None:
     if header:
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() == "apikey":
-            _check_failures()
             userid, sep, key = credentials.strip().partition(":")
             user = authenticate_key(userid, key) if sep else None
             if user is None:
+                # only failures touch the limiter: a good key costs no Redis round trip, and a
+                # 160-bit key is not guessed; the limit keeps floods of bad keys off the database
+                _check_failures()
                 _record_failure()
                 raise _unauthorized("invalid API key or user")
         elif scheme.lower() == "bearer":

@@ -5,9 +5,10 @@ costs one query to authenticate (a key is marked used at most once a minute) and
 deployment with its plan.
 """
 
+import functools
+
 from flask import Blueprint, jsonify, request
-from sqlalchemy import select
-from sqlalchemy.orm import contains_eager
+from sqlalchemy import bindparam, select
 
 from ..extensions import db
 from ..models import Group, ServiceDeployment, ServicePlan, Status, User
@@ -29,19 +30,29 @@ def client_settings(values: dict, internal: bool) -> dict:
     return data
 
 
-def omegaml_deployment(user: User) -> ServiceDeployment | None:
-    return db.session.scalar(
-        select(ServiceDeployment)
-        .join(ServiceDeployment.plan)
-        .options(contains_eager(ServiceDeployment.plan))
+@functools.cache
+def _settings_statement():
+    """Built once per process (this is the hottest query): the settings and plan defaults to answer with."""
+    omegaml = select(ServicePlan.id).where(ServicePlan.name == "omegaml").scalar_subquery()
+    # lead with the user: a user has a handful of deployments. SQLite without statistics would
+    # rather walk the plan_id index over every omegaml deployment; `plan_id + 0` keeps it off that index
+    return (
+        select(ServiceDeployment.settings, ServicePlan.defaults)
+        .join(ServicePlan, ServiceDeployment.plan_id == ServicePlan.id)
         .where(
-            ServiceDeployment.user_id == user.id,
-            ServicePlan.name == "omegaml",
+            ServiceDeployment.user_id == bindparam("user_id"),
+            ServiceDeployment.plan_id + 0 == omegaml,
             ServiceDeployment.status.in_(SERVING),
         )
         .order_by(ServiceDeployment.id.desc())
         .limit(1)
     )
+
+
+def omegaml_settings(user: User) -> tuple[dict, dict] | None:
+    """The settings of the user's serving omegaml deployment and its plan's defaults, or None."""
+    row = db.session.execute(_settings_statement(), {"user_id": user.id}).first()
+    return None if row is None else (row.settings or {}, row.defaults or {})
 
 
 def resolve_target(caller: User, qualifier: str) -> tuple[User, str]:
@@ -72,14 +83,15 @@ def config():
     if len(requested) > 200:
         raise ApiError(400, "bad_request", "qualifier is too long")
     target, qualifier = resolve_target(caller, requested)
-    deployment = omegaml_deployment(target)
-    if deployment is None:
+    found = omegaml_settings(target)
+    if found is None:
         raise ApiError(404, "not_found", f"{target.userid} has no omegaml service (yet)")
-    values = (deployment.settings or {}).get(qualifier)
+    settings, defaults = found
+    values = settings.get(qualifier)
     if not isinstance(values, dict) or not any(key.startswith("OMEGA_") for key in values):
         raise ApiError(404, "not_found", f"unknown qualifier {qualifier!r}")
     internal = request.args.get("view", "").lower() in ("1", "true", "yes")
-    data = deep_merge(client_settings(deployment.plan.defaults or {}, internal), client_settings(values, internal))
+    data = deep_merge(client_settings(defaults, internal), client_settings(values, internal))
     data.setdefault("OMEGA_USERID", target.userid)
     data["OMEGA_QUALIFIER"] = qualifier
     return jsonify(
