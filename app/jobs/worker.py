@@ -82,12 +82,18 @@ def make_worker(queues=ALL_QUEUES, name: str | None = None, fork: bool = False) 
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
 @click.option("--wait", default=0, type=click.IntRange(0, 600), help="Seconds to wait for Redis to come up.")
 @click.option("--fork", is_flag=True, help="Run each job in a forked process of its own.")
+@click.option(
+    "--log-level",
+    default="INFO",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    help="RQ's log level (INFO logs every job, periodic ones included).",
+)
 @with_appcontext
-def worker_command(queues, burst, name, wait, fork):
+def worker_command(queues, burst, name, wait, fork, log_level):
     """Run an RQ worker for the provisioning and periodic queues."""
     wait_for_redis(wait)
     worker = make_worker(queues or ALL_QUEUES, name=name, fork=fork)
-    worker.work(burst=burst, with_scheduler=False)
+    worker.work(burst=burst, with_scheduler=False, logging_level=log_level)
 
 
 def register(app: Flask) -> None:
