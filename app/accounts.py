@@ -139,6 +139,43 @@ def external_url(endpoint: str, **values) -> str:
     return url_for(endpoint, _external=True, **values)
 
 
+def send_confirmation(user: User) -> None:
+    """Mail the sign-up confirmation link; raises MailError when it cannot be sent."""
+    from .mail import send_mail
+
+    send_mail(
+        user.email,
+        "Confirm your email for omega|ml",
+        "mail/confirm.txt",
+        user=user,
+        link=external_url("auth.confirm", token=make_confirm_token(user)),
+        max_age_hours=current_app.config["CONFIRM_TOKEN_MAX_AGE"] // 3600,
+    )
+
+
+def send_reset_link(email: str) -> None:
+    """Mail a reset link when ``email`` belongs to an active account; otherwise, and on failure, only log.
+
+    The caller answers the same either way: it must not tell whether an email is registered.
+    """
+    from .mail import MailError, send_mail
+
+    user = User.find(email)
+    if user is None or not user.active:
+        return
+    try:
+        send_mail(
+            user.email,
+            "Reset your omega|ml password",
+            "mail/reset.txt",
+            user=user,
+            link=external_url("auth.reset", token=make_reset_token(user)),
+            max_age_minutes=current_app.config["RESET_TOKEN_MAX_AGE"] // 60,
+        )
+    except MailError as exc:
+        current_app.logger.error("password reset of %s: mail not sent: %s", user.userid, exc)
+
+
 # tokens
 
 

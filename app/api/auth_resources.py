@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import accounts
 from ..extensions import db, limiter
-from ..mail import MailError, send_mail
+from ..mail import MailError
 from ..models import User
 from ..views.account import COUNTRIES
 from .auth import require_user
@@ -179,14 +179,7 @@ def signup():
         raise ApiError(409, "conflict", "another sign-up got in the way: please try again") from None
     if confirm:
         try:
-            send_mail(
-                user.email,
-                "Confirm your email for omega|ml",  # as the sign-up page sends it
-                "mail/confirm.txt",
-                user=user,
-                link=accounts.external_url("auth.confirm", token=accounts.make_confirm_token(user)),
-                max_age_hours=current_app.config["CONFIRM_TOKEN_MAX_AGE"] // 3600,
-            )
+            accounts.send_confirmation(user)
         except MailError as exc:
             # the account exists: a password reset confirms the email too, so the user is not stuck
             current_app.logger.error("signup of %s: confirmation mail not sent: %s", user.userid, exc)
@@ -212,20 +205,7 @@ def reset():
         email = accounts.normalize_email(body["email"])
     except accounts.AccountError as exc:
         raise account_error(exc) from None
-    user = User.find(email)
-    if user is not None and user.active:
-        try:
-            send_mail(
-                user.email,
-                "Reset your omega|ml password",
-                "mail/reset.txt",
-                user=user,
-                link=accounts.external_url("auth.reset", token=accounts.make_reset_token(user)),
-                max_age_minutes=current_app.config["RESET_TOKEN_MAX_AGE"] // 60,
-            )
-        except MailError as exc:
-            # the answer stays the same: it must not tell whether the email is registered
-            current_app.logger.error("password reset of %s: mail not sent: %s", user.userid, exc)
+    accounts.send_reset_link(email)
     response = jsonify(message=RESET_REQUESTED, resource_uri=url_for("api_auth.reset"))
     response.status_code = 202
     return response

@@ -13,7 +13,7 @@ from wtforms.validators import DataRequired, Email, EqualTo, Length
 from .. import accounts
 from ..accounts import AccountError
 from ..extensions import db, limiter
-from ..mail import MailError, send_mail
+from ..mail import MailError
 from ..models import User
 
 bp = Blueprint("auth", __name__)
@@ -130,14 +130,7 @@ def signup():
         return redirect(url_for("auth.login"))
     db.session.commit()
     try:
-        send_mail(
-            user.email,
-            "Confirm your email for omega|ml",
-            "mail/confirm.txt",
-            user=user,
-            link=accounts.external_url("auth.confirm", token=accounts.make_confirm_token(user)),
-            max_age_hours=current_app.config["CONFIRM_TOKEN_MAX_AGE"] // 3600,
-        )
+        accounts.send_confirmation(user)
     except MailError as exc:
         current_app.logger.error("sign-up of %s: confirmation mail not sent: %s", user.userid, exc)
         flash(
@@ -173,20 +166,7 @@ def reset_request():
     form = ResetRequestForm()
     if not form.validate_on_submit():
         return render_template("auth/reset_request.html", form=form)
-    user = User.find(form.email.data)
-    if user is not None and user.active:
-        try:
-            send_mail(
-                user.email,
-                "Reset your omega|ml password",
-                "mail/reset.txt",
-                user=user,
-                link=accounts.external_url("auth.reset", token=accounts.make_reset_token(user)),
-                max_age_minutes=current_app.config["RESET_TOKEN_MAX_AGE"] // 60,
-            )
-        except MailError as exc:
-            # the page must not tell who is registered, so the failure only goes to the log
-            current_app.logger.error("password reset for %s: mail not sent: %s", user.userid, exc)
+    accounts.send_reset_link(form.email.data)
     flash(
         "If an account is registered with this email, we have sent it a link to set a new password.",
         "info",
