@@ -121,14 +121,18 @@ def provision(user: User) -> int | None:
     return command.id
 
 
-def provision_and_commit(user: User) -> None:
-    """Issue the user's ``signup`` command, commit (with the caller's changes), then enqueue it. Commits."""
+def provision_and_commit(user: User) -> int | None:
+    """Issue the user's ``signup`` command, commit (with the caller's changes), then enqueue it. Commits.
+
+    Returns the command's id, or None when none was issued.
+    """
     from .jobs.provisioning import enqueue_command
 
     command_id = provision(user)
     db.session.commit()
     if command_id is not None:
         enqueue_command(command_id)
+    return command_id
 
 
 def external_url(endpoint: str, **values) -> str:

@@ -17,7 +17,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .accounts import AccountError, create_api_key, create_user, provision
+from .accounts import AccountError, create_api_key, create_user, provision_and_commit
 from .extensions import db
 from .jobs.provisioning import enqueue_command
 from .models import Phase, ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, Status, User
@@ -398,10 +398,8 @@ def createuser(email, userid, first_name, last_name, password_stdin, confirmed):
         user = create_user(email, password, first_name, last_name, userid=userid, confirmed=confirmed)
     except AccountError as exc:
         raise click.ClickException(exc.message) from None
-    command_id = provision(user) if confirmed else None
+    command_id = provision_and_commit(user) if confirmed else None
     db.session.commit()
-    if command_id is not None:
-        enqueue_command(command_id)
     provisioned = f", sign-up command {command_id}" if command_id else ""
     click.echo(f"user {user.email} created (userid {user.userid}){provisioned}")
 
