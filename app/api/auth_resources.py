@@ -21,10 +21,10 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import accounts
+from ..accounts import COUNTRIES
 from ..extensions import db, limiter
 from ..mail import MailError
 from ..models import User
-from ..views.account import COUNTRIES
 from .auth import require_user
 from .errors import ApiError
 
