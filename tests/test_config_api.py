@@ -237,3 +237,22 @@ def test_the_logged_in_page_session_may_read_its_own_config(client, plan, login)
     response = client.get(URL)
     assert response.status_code == 200
     assert response.get_json()["objects"][0]["data"]["OMEGA_USERID"] == "jane"
+
+
+def test_the_config_answer_on_every_database(any_app):
+    """On PostgreSQL the endpoint reads in autocommit mode: the answer, and a revoke, must not differ."""
+    from app.accounts import revoke_api_key
+    from app.models import ApiKey
+
+    make_plan()
+    user, key = provisioned("jane")
+    db.session.commit()
+    client = any_app.test_client()
+    for _ in range(3):
+        response = client.get(URL + "?", headers=client_headers(user, key))
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["objects"][0]["data"]["OMEGA_USERID"] == "jane"
+    assert db.session.scalar(db.select(ApiKey.last_used_at)) is not None
+    revoke_api_key(user, db.session.scalar(db.select(ApiKey.id)))
+    db.session.commit()
+    assert client.get(URL, headers=client_headers(user, key)).status_code == 401

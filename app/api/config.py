@@ -78,6 +78,10 @@ def resolve_target(caller: User, qualifier: str) -> tuple[User, str]:
 @bp.route("/config/", methods=["GET"], strict_slashes=False)
 def config():
     """Answer the client's configuration for the caller's omegaml service and qualifier."""
+    # reads only (and at most a key's last_used, which stands alone): on a server database, no BEGIN and
+    # ROLLBACK round trips (SQLite has none to save, and switching its isolation level costs more)
+    if db.engine.dialect.name != "sqlite" and not db.session().in_transaction():
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     caller = require_user()
     requested = request.headers.get("Qualifier") or request.args.get("qualifier") or "default"
     if len(requested) > 200:
