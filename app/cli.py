@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .accounts import AccountError, create_api_key, create_user, provision_and_commit
 from .extensions import db
 from .jobs.provisioning import enqueue_command
-from .models import Phase, ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, Status, User
+from .models import ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, Status, User
 from .models.status import LIVE_DEPLOYMENT_STATES
 from .models.types import utcnow
 from .models.users import USERID_RE
@@ -398,8 +398,11 @@ def createuser(email, userid, first_name, last_name, password_stdin, confirmed):
         user = create_user(email, password, first_name, last_name, userid=userid, confirmed=confirmed)
     except AccountError as exc:
         raise click.ClickException(exc.message) from None
-    command_id = provision_and_commit(user) if confirmed else None
-    db.session.commit()
+    if confirmed:
+        command_id = provision_and_commit(user)
+    else:
+        db.session.commit()
+        command_id = None
     provisioned = f", sign-up command {command_id}" if command_id else ""
     click.echo(f"user {user.email} created (userid {user.userid}){provisioned}")
 
@@ -437,6 +440,3 @@ COMMANDS = (
 def register(app: Flask) -> None:
     for command in COMMANDS:
         app.cli.add_command(command)
-
-
-__all__ = ["COMMANDS", "Phase", "Status", "register"]

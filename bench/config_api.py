@@ -517,7 +517,6 @@ def _report(args, backend: str, setup_seconds: float, ours: dict, floor: dict, f
 
 def run(args) -> None:
     import random
-    import shutil
     import sys
     import tempfile
     import time
@@ -526,7 +525,7 @@ def run(args) -> None:
     root = Path(__file__).resolve().parent.parent
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    from bench.provisioning import _mb, _status_kb
+    from bench.provisioning import _mb, _status_kb, teardown
     from tests.servers import PostgresServer, RedisServer
 
     if min(args.users, args.connections, args.duration, args.rotate, args.gunicorn_workers) < 1 or args.warmup < 0:
@@ -597,14 +596,4 @@ def run(args) -> None:
     finally:
         if server is not None:
             server.stop()
-        if context is not None:
-            from app.extensions import db
-
-            db.session.remove()
-            db.engine.dispose()
-            context.pop()
-        if redis is not None:
-            redis.stop()
-        if postgres is not None:
-            postgres.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        teardown(context, redis, postgres, tmp)

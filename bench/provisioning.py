@@ -550,7 +550,6 @@ def _breakdown(statements: list[str], k: int) -> list[str]:
 
 
 def run(args) -> None:
-    import shutil
     import sys
     import tempfile
     from pathlib import Path
@@ -601,14 +600,21 @@ def run(args) -> None:
         sql = _count_sql(user_ids[args.commands :])
         _report(args, backend, issue_seconds, ours, floor, sql, floor_nofork)
     finally:
-        if context is not None:
-            from app.extensions import db
+        teardown(context, redis, postgres, tmp)
 
-            db.session.remove()
-            db.engine.dispose()
-            context.pop()
-        if redis is not None:
-            redis.stop()
-        if postgres is not None:
-            postgres.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+
+def teardown(context, redis, postgres, tmp) -> None:
+    """Undo a benchmark's set-up, whatever part of it was reached (None: not started)."""
+    import shutil
+
+    if context is not None:
+        from app.extensions import db
+
+        db.session.remove()
+        db.engine.dispose()
+        context.pop()
+    if redis is not None:
+        redis.stop()
+    if postgres is not None:
+        postgres.stop()
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -4,7 +4,7 @@ import pytest
 
 from app.accounts import create_api_key
 from app.extensions import db
-from app.models import Group, Status
+from app.models import Group, ServiceDeployment, Status
 from app.ops import engine
 
 from .engine_helpers import issue, reload
@@ -95,7 +95,7 @@ def test_unknown_qualifier_is_404(client, plan):
 
 def test_view_1_answers_internal_hosts(client, plan):
     user, key = provisioned("jane")
-    deployment = db.session.scalar(db.select(__import__("app.models", fromlist=["x"]).ServiceDeployment))
+    deployment = db.session.scalar(db.select(ServiceDeployment))
     settings = dict(deployment.settings)
     settings["default"] = {
         **settings["default"],

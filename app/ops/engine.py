@@ -5,6 +5,7 @@ process (the pages, the API, the reaper) sees a command's progress and its tasks
 """
 
 import importlib
+import json
 import logging
 import os
 import socket
@@ -351,14 +352,10 @@ def _execute_script(command, task, step, path: Path, params, secrets) -> tuple[d
 
 
 def _json(value) -> str:
-    import json
-
     return json.dumps(value, sort_keys=True)
 
 
 def _load_json(text: str) -> dict:
-    import json
-
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
