@@ -14,18 +14,18 @@ import click
 from email_validator import EmailNotValidError, validate_email
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .accounts import AccountError, create_api_key, create_user, provision_and_commit
 from .extensions import db
 from .jobs.provisioning import enqueue_command
 from .models import ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, Status, User
-from .models.status import LIVE_DEPLOYMENT_STATES
 from .models.types import utcnow
 from .models.users import USERID_RE
 from .ops.commands import CommandRefused, issue_command
 from .ops.engine import request_cancel, retry
+from .ops.plans import PlanInUse, remove_plan
 from .ops.specs import SpecError, apply_specs, load_spec_files, spec_fallbacks
 
 
@@ -112,35 +112,16 @@ def createservice(spec_paths):
 def deleteservice(name, force):
     """Delete a plan that was never deployed, or retire one with history; refuse while it is deployed."""
     plan = find_plan(name)
-    live = list(
-        db.session.scalars(
-            select(ServiceDeployment)
-            .where(ServiceDeployment.plan_id == plan.id, ServiceDeployment.status.in_(LIVE_DEPLOYMENT_STATES))
-            .order_by(ServiceDeployment.id)
-        )
-    )
-    if live and not force:
-        listing = ", ".join(f"{d.id} ({d.user.userid}, {d.status.name})" for d in live[:20])
-        more = f" and {len(live) - 20} more" if len(live) > 20 else ""
-        raise click.ClickException(
-            f"service {name!r} has {len(live)} live deployment(s): {listing}{more}; "
-            "uninstall them first, or use --force to retire the plan"
-        )
-    used = db.session.scalar(select(func.count()).select_from(ServiceCommand).where(ServiceCommand.plan_id == plan.id))
-    used += db.session.scalar(
-        select(func.count()).select_from(ServiceDeployment).where(ServiceDeployment.plan_id == plan.id)
-    )
-    if used:
-        # history is never deleted: a plan that was ever deployed is retired instead
-        if plan.active:
-            plan.active, plan.offered, plan.retired_at = False, False, utcnow()
-        db.session.commit()
+    try:
+        action, live = remove_plan(plan, force)
+    except PlanInUse as exc:
+        raise click.ClickException(f"{exc}, or use --force to retire the plan") from None
+    db.session.commit()
+    if action == "deleted":
+        click.echo(f"{name}: deleted")
+    else:
         kept = f"; {len(live)} live deployment(s) keep running until uninstalled" if live else ""
         click.echo(f"{name}: retired (its history is kept){kept}")
-    else:
-        db.session.delete(plan)
-        db.session.commit()
-        click.echo(f"{name}: deleted")
 
 
 @click.command("deployservice")

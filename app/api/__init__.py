@@ -1,7 +1,9 @@
 """The REST API: ``/api/v1/config/`` for the omegaml client and ``/admin/api/v2/...``.
 
 API requests authenticate with ``Authorization: ApiKey <userid>:<key>`` (or the session, for reads),
-so the blueprints are exempt from the pages' CSRF tokens; writes need the ApiKey header.
+so the blueprints are exempt from the pages' CSRF tokens; writes need the ApiKey header. The
+service resources (``/admin/api/v2/service/...``) are described at ``/admin/api/v2/openapi.json``,
+and shown at ``/admin/api/v2/docs``.
 """
 
 from flask import Flask
@@ -9,8 +11,14 @@ from flask import Flask
 
 def register(app: Flask) -> None:
     from ..extensions import csrf
-    from . import auth_resources, config
+    from . import auth_resources, config, deployments, docs, plans
+    from .rest import document_errors, init_api
 
-    for blueprint in (config.bp, auth_resources.bp):
+    for blueprint in (config.bp, auth_resources.bp, docs.bp):
         csrf.exempt(blueprint)
         app.register_blueprint(blueprint)
+    api = init_api(app)
+    for blueprint in (plans.bp, deployments.bp):
+        csrf.exempt(blueprint)
+        api.register_blueprint(blueprint)
+    document_errors(api)

@@ -12,7 +12,6 @@ Bodies are parsed strictly: anything but a JSON object, unknown or read-only fie
 fields and wrong types are a 400 that names the field, never a 500.
 """
 
-import json
 import re
 from urllib.parse import urlencode
 
@@ -27,11 +26,11 @@ from ..mail import MailError
 from ..models import User
 from .auth import require_user
 from .errors import ApiError
+from .parsing import MAX_ID, bad_request, check_fields, int_arg, json_body, single_arg
 
 bp = Blueprint("api_auth", __name__, url_prefix="/admin/api/v2/auth")
 
 DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET = 20, 100, 999_999_999
-MAX_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL: a larger one is a 404, not a database error
 # profile fields a user may change, with their maximum length (as the account page allows)
 PROFILE_FIELDS = {
     "first_name": 100,
@@ -57,52 +56,6 @@ MULTI_LINE_FIELDS = {"billing_address"}
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 LINE_BREAKS = re.compile(r"[\r\n]")
 REQUIRED_PROFILE_FIELDS = {"first_name", "last_name"}
-
-
-def bad_request(message: str) -> ApiError:
-    return ApiError(400, "bad_request", message)
-
-
-# request bodies
-
-
-def json_body() -> dict:
-    """The request's body as a JSON object, or a 400 saying what is wrong with it."""
-    raw = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: werkzeug answers 413
-    if not raw.strip():
-        raise bad_request("send a JSON object as the request body")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise bad_request("the request body is not valid UTF-8") from None
-    try:
-        body = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:  # JSONDecodeError, and NaN/Infinity
-        raise bad_request(f"the request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise bad_request("the request body is nested too deeply") from None
-    if not isinstance(body, dict):
-        raise bad_request("the request body must be a JSON object")
-    return body
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def check_fields(body: dict, allowed: set[str], required: set[str] = frozenset(), read_only=frozenset()) -> None:
-    """Refuse unknown and read-only fields, then missing ones; every value here must be a string."""
-    for field in body:
-        if field in read_only:
-            raise bad_request(f"field {field!r} is read-only")
-        if field not in allowed:
-            raise bad_request(f"unknown field {field!r} (allowed: {', '.join(sorted(allowed))})")
-    for field in sorted(required):
-        if field not in body:
-            raise bad_request(f"missing field {field!r}")
-    for field, value in body.items():
-        if not isinstance(value, str):
-            raise bad_request(f"field {field!r} must be a string")
 
 
 def account_error(exc: accounts.AccountError) -> ApiError:
@@ -230,23 +183,6 @@ def reset_with_token(token: str, password: str):
 # the user resource
 
 
-def _single_arg(name: str) -> str | None:
-    values = request.args.getlist(name)
-    if len(values) > 1:
-        raise bad_request(f"give {name!r} at most once")
-    return values[0] if values else None
-
-
-def _int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = _single_arg(name)
-    if raw is None:
-        return default
-    # ASCII digits only ("²".isdigit() is true), and few enough for the database's integers
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not minimum <= int(raw) <= maximum:
-        raise bad_request(f"{name!r} must be an integer between {minimum} and {maximum}, got {raw[:20]!r}")
-    return int(raw)
-
-
 LIST_ARGS = {"limit", "offset", "email", "format"}
 
 
@@ -259,11 +195,11 @@ def user_list():
         raise bad_request(
             f"unknown query parameter(s) {', '.join(map(repr, unknown))} (allowed: email, limit, offset)"
         )
-    if (fmt := _single_arg("format")) not in (None, "json"):  # tastypie clients send ?format=json
+    if (fmt := single_arg("format")) not in (None, "json"):  # tastypie clients send ?format=json
         raise bad_request(f"'format' must be json, got {fmt!r}")
-    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = _int_arg("offset", 0, 0, MAX_OFFSET)
-    email = _single_arg("email")
+    limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    offset = int_arg("offset", 0, 0, MAX_OFFSET)
+    email = single_arg("email")
     query = select(User)
     if not caller.admin:
         query = query.where(User.id == caller.id)

@@ -158,6 +158,11 @@ def parse_specs(text: str, source: str, scripts_dir: Path, fallbacks: dict[str, 
     return plans
 
 
+def parse_plan(item, source: str, scripts_dir: Path, fallbacks: dict[str, str], environ=None) -> PlanSpec:
+    """Validate one plan given as data (the API's request bodies), with the messages a spec file gets."""
+    return _parse_plan(item, 1, _Where(source), scripts_dir, fallbacks, environ)
+
+
 def _parse_plan(item, index, where, scripts_dir, fallbacks, environ) -> PlanSpec:
     if not isinstance(item, dict):
         where.fail("must be a mapping with at least `plan:`", item=index)
@@ -288,6 +293,24 @@ def _parse_step(raw, number, plan, where, scripts_dir) -> StepSpec:
             fail(f"retries: must be a whole number between 0 and {MAX_RETRIES}, got {retries!r}")
         step.retries = retries
     return step
+
+
+def step_spec(step: ServiceStep) -> dict:
+    """A stored step in the spec format it was written in (what ``parse_plan`` reads back)."""
+    if step.kind == StepKind.TASK:
+        spec = {"task": step.target}
+    elif step.kind == StepKind.GIT:
+        spec = {"script": {"git": step.repository, "ref": step.ref, "path": step.target}}
+    elif step.kind == StepKind.URL:
+        spec = {"script": {"url": step.target, "sha256": step.sha256}}
+    else:
+        spec = {"script": step.target}
+    if step.language:
+        spec["language"] = step.language
+    spec.update(name=step.name, phases=list(step.phases), params=step.params, retries=step.retries)
+    if step.timeout is not None:
+        spec["timeout"] = step.timeout
+    return spec
 
 
 def unknown_keys(mapping: dict, allowed) -> list[str]:

@@ -23,7 +23,11 @@ def register(app: Flask) -> None:
     def handle_http_error(exc: HTTPException):
         db.session.rollback()
         if wants_json():
-            response = jsonify(error=getattr(exc, "error", None) or error_code(exc), message=exc.description)
+            response = jsonify(
+                error=getattr(exc, "error", None) or error_code(exc),
+                message=exc.description,
+                **getattr(exc, "extra", {}),
+            )
             response.status_code = exc.code or 500
         else:
             response = app.make_response((render_template("errors/error.html", error=exc), exc.code))

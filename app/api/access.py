@@ -1,0 +1,32 @@
+"""Who may see what: admins everything, users their own; someone else's object is a 404, as if absent."""
+
+from ..extensions import db
+from ..models import User
+from .auth import require_user
+from .errors import ApiError
+from .parsing import MAX_ID
+
+__all__ = ["get_or_404", "owned_or_404", "require_admin", "require_user"]
+
+
+def require_admin() -> User:
+    """The authenticated caller if an admin; 401 when anonymous, 403 otherwise."""
+    user = require_user()
+    if not user.admin:
+        raise ApiError(403, "forbidden", "this needs an admin's API key")
+    return user
+
+
+def get_or_404(model, ident: int, kind: str):
+    obj = db.session.get(model, ident) if ident <= MAX_ID else None
+    if obj is None:
+        raise ApiError(404, "not_found", f"no {kind} {ident}")
+    return obj
+
+
+def owned_or_404(model, ident: int, kind: str, caller: User):
+    """The object if it is the caller's (its ``user_id``), or the caller is an admin."""
+    obj = get_or_404(model, ident, kind)
+    if not caller.admin and obj.user_id != caller.id:
+        raise ApiError(404, "not_found", f"no {kind} {ident}")
+    return obj
