@@ -22,6 +22,8 @@ SQL statements per request are counted in this process (Flask test client, same 
 grows with the page size is a query per row.
 """
 
+import os
+
 NAME = "service_api"
 PLAN = "bench-api"
 OTHER_PLAN = "bench-api-other"
@@ -238,6 +240,43 @@ def _client(base: str, auth: dict, userid: str, commands: int, poll: float, dead
     return records
 
 
+def _cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU seconds of ``pid`` (with ``children``: also of its reaped children); 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _postmaster_pid(postgres) -> int | None:
+    try:
+        return int((postgres.data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def cpu_snapshot(gunicorn_pids, worker_pids, redis_pid, postmaster) -> dict[str, float]:
+    """CPU seconds so far of each group of processes of the run."""
+    import resource
+
+    from bench.provisioning import _children
+
+    snapshot = {
+        "gunicorn workers": sum(_cpu_seconds(pid) for pid in gunicorn_pids),
+        "RQ workers (with their scripts)": sum(_cpu_seconds(pid, children=True) for pid in worker_pids),
+        "this process (client threads)": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
+        "redis": _cpu_seconds(redis_pid),
+    }
+    if postmaster:
+        snapshot["postgresql"] = _cpu_seconds(postmaster, children=True) + sum(
+            _cpu_seconds(pid) for pid in _children(postmaster)
+        )
+    return snapshot
+
+
 def _run_load(base: str, clients: list[tuple[str, str]], counts: list[int], poll: float, wait: float) -> dict:
     import threading
     import time
@@ -329,6 +368,21 @@ def _report_load(args, backend: str, load: dict, counts: list[int], sql: dict, s
         + f", GET {sum(get_errors.values())}"
         + (f" {dict(get_errors)}" if get_errors else ""),
     ]
+    if load.get("cpu"):
+        requests_served = len(posts) + len(gets)
+        busy = sum(load["cpu"].values())
+        lines.append(
+            f"  CPU during the load ({os.cpu_count()} cores, {wall:.1f} s: {busy:.1f} CPU s of"
+            f" {wall * (os.cpu_count() or 1):.1f}): "
+            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in load["cpu"].items())
+        )
+        gunicorn_cpu = load["cpu"].get("gunicorn workers", 0.0)
+        workers_cpu = load["cpu"].get("RQ workers (with their scripts)", 0.0)
+        lines.append(
+            f"    per request served by gunicorn: {1000 * gunicorn_cpu / max(1, requests_served):.1f} ms CPU"
+            f" ({requests_served} POSTs and GETs); per command in the RQ workers:"
+            f" {1000 * workers_cpu / max(1, len(done)):.1f} ms CPU"
+        )
     if load["stuck_clients"]:
         lines.append(f"  {load['stuck_clients']} client threads had not finished when the load was stopped")
     samples = [r for r in records if r["post_status"] != 201 and "post_body" in r][:3]
@@ -758,7 +812,11 @@ def run(args) -> None:
 
         _warm_up(server.base, *probe, args.service_gunicorn_workers)
         print(f"service_api:   load: {sum(counts)} commands from {len(clients)} clients", flush=True)
+        processes = (server.workers(), [p.pid for p in pool.processes], redis.process.pid, _postmaster_pid(postgres))
+        before = cpu_snapshot(*processes)
         load = _run_load(server.base, clients, counts, args.service_poll, args.service_wait)
+        after = cpu_snapshot(*processes)
+        load["cpu"] = {name: after[name] - before[name] for name in before}
         pool.check_alive()
         sql = _count_load_sql(app, *probe)
         _report_load(args, backend, load, counts, sql, setup_seconds)

@@ -10,7 +10,8 @@
 #   1. om cloud login <userid> <apikey> --apiurl http://hub.omegaml.test:PORT   (writes config.yml)
 #   2. AuthenticationEnv.secure().get_userconfig_from_api(...)  (the raw call of the contract)
 #   3. om cloud config --services   (informational: it does not decide the exit status)
-# Exit 0 only when 1 and 2 worked. OMEGA_TEST_MODE is never set (the client would skip HTTP).
+#   4. om cloud add worker --specs size=1, update --specs size=0, remove: POST the command, poll it to "5"
+# Exit 0 only when 1, 2 and 4 worked. OMEGA_TEST_MODE is never set (the client would skip HTTP).
 # Everything started here is stopped, and the temporary directory removed, on exit.
 #
 #   OMEGAML_VERSION=0.18.0  the client release to test      COMPAT_VENV=.venv-compat  its virtualenv
@@ -248,12 +249,33 @@ config_rc=0
 sed -e "s/$apikey/<apikey>/g" -e 's#\(://[^:/@]*:\)[^@]*@#\1***@#g' "$tmp/config.log" | tail -n 20 | sed 's/^/  | /'
 
 echo
+say "4. om cloud add worker --specs size=1; om cloud update worker --specs size=0; om cloud remove worker"
+cloud_ok=1
+for step in "add worker --specs size=1" "update worker --specs size=0" "remove worker"; do
+  # shellcheck disable=SC2086 # the words of $step are the command's arguments
+  if ! (cd "$client" && "${client_env[@]}" timeout 120 om cloud $step) >"$tmp/cloud.log" 2>&1; then
+    cloud_ok=0
+  fi
+  sed "s/$apikey/<apikey>/g" "$tmp/cloud.log" | grep -v '^\s*$' | tail -n 5 | sed "s/^/  | om cloud $step: /"
+  if grep -q -e Traceback -e "Error [0-9] occurred" "$tmp/cloud.log" || ! grep -q "Ok, done." "$tmp/cloud.log"; then
+    cloud_ok=0
+  fi
+done
+worker_status=$(flask listservices --user "$EMAIL" --json 2>/dev/null | .venv/bin/python -c '
+import json, sys
+rows = [r for r in json.load(sys.stdin)["deployments"] if r["service"] == "worker"]
+print(rows[-1]["status"] if rows else "NONE")' || echo ERROR)
+echo "  worker deployment: $worker_status"
+[ "$worker_status" = REMOVED ] || cloud_ok=0
+
+echo
 verdict() { if [ "$1" = 1 ]; then echo PASS; else echo FAIL; fi; }
 say "summary (omegaml $OMEGAML_VERSION against $URL):"
 echo "  $(verdict $login_ok)  om cloud login: config.yml written for $userid"
 echo "  $(verdict $raw_ok)  get_userconfig_from_api: objects[0].data with OMEGA_MONGO_URL and OMEGA_CELERY_CONFIG.BROKER_URL"
 echo "  INFO  om cloud config --services: exit $config_rc"
-if [ "$login_ok$raw_ok" != 11 ]; then
+echo "  $(verdict $cloud_ok)  om cloud add|update|remove worker: each command polled to status 5, worker REMOVED"
+if [ "$login_ok$raw_ok$cloud_ok" != 111 ]; then
   show_log "$tmp/web.log"
   exit 1
 fi
