@@ -1,12 +1,16 @@
 """Who may see what: admins everything, users their own; someone else's object is a 404, as if absent."""
 
+from functools import wraps
+
+from flask import request
+
 from ..extensions import db
 from ..models import User
 from .auth import require_user
 from .errors import ApiError
-from .parsing import MAX_ID
+from .parsing import MAX_ID, bad_request
 
-__all__ = ["get_or_404", "owned_or_404", "require_admin", "require_user"]
+__all__ = ["get_or_404", "guarded", "owned_or_404", "require_admin", "require_user"]
 
 
 def require_admin() -> User:
@@ -30,3 +34,28 @@ def owned_or_404(model, ident: int, kind: str, caller: User):
     if not caller.admin and obj.user_id != caller.id:
         raise ApiError(404, "not_found", f"no {kind} {ident}")
     return obj
+
+
+def guarded(admin: bool = False, query: bool = False):
+    """Check the caller before anything else (a bad body from a stranger is a 401/403, not a 400).
+
+    ``admin``: admins only. ``query``: the view reads query parameters (its schema refuses unknown
+    ones); other views refuse any query parameter but ``format=json`` (tastypie clients send it).
+    Place it right below ``@bp.route``, above ``@idempotent`` and ``@bp.arguments``.
+    """
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            require_admin() if admin else require_user()
+            if not query:
+                unknown = sorted(name for name in request.args if name != "format")
+                if unknown:
+                    raise bad_request(f"unknown query parameter {unknown[0]!r}")
+                if request.args.get("format", "json") != "json":
+                    raise bad_request("format: Must be one of: json.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator

@@ -15,7 +15,7 @@ from ..models import ServiceCommand, ServiceDeployment, ServicePlan, ServiceTask
 from ..ops import engine
 from ..ops.commands import CommandRefused, issue_command
 from . import schemas
-from .access import owned_or_404, require_user
+from .access import guarded, owned_or_404, require_user
 from .auth import uses_apikey
 from .errors import ApiError
 from .idempotency import HEADER_PARAMETER, idempotent, request_key
@@ -80,6 +80,7 @@ def owner_filters(query, model, caller: User, args: dict):
 
 
 @bp.route("/deployment/", methods=["GET"], strict_slashes=False)
+@guarded(query=True)
 @bp.arguments(schemas.DeploymentListArgs, location="query", as_kwargs=True)
 @bp.response(200, DeploymentList)
 def deployment_list(**args):
@@ -96,6 +97,7 @@ def deployment_list(**args):
 
 
 @bp.route("/deployment/<int:deployment_id>/", methods=["GET"], strict_slashes=False)
+@guarded()
 @bp.response(200, schemas.DeploymentSchema)
 def deployment_detail(deployment_id):
     """One deployment: the caller's own, or anyone's for admins."""
@@ -106,6 +108,7 @@ def deployment_detail(deployment_id):
 
 
 @bp.route("/command/", methods=["GET"], strict_slashes=False)
+@guarded(query=True)
 @bp.arguments(schemas.CommandListArgs, location="query", as_kwargs=True)
 @bp.response(200, CommandList)
 def command_list(**args):
@@ -138,6 +141,7 @@ def command_owner(caller: User, ident: str | None) -> User:
 
 
 @bp.route("/command/", methods=["POST"], strict_slashes=False)
+@guarded()
 @idempotent
 @bp.arguments(schemas.CommandCreateArgs)
 @bp.response(201, schemas.CommandSchema, headers=LOCATION)
@@ -185,6 +189,7 @@ def visible_command(command_id: int) -> ServiceCommand:
 
 
 @bp.route("/command/<int:command_id>/", methods=["GET"], strict_slashes=False)
+@guarded()
 @bp.response(200, schemas.CommandSchema, description="the command with its tasks (session-authenticated reads)")
 @bp.alt_response(
     201,
@@ -210,6 +215,7 @@ def command_detail(command_id):
 
 
 @bp.route("/command/<int:command_id>/cancel/", methods=["POST"], strict_slashes=False)
+@guarded()
 @bp.response(202, schemas.CommandSchema, description="cancelled, or asked to stop (the runner stops it)")
 @bp.alt_response(409, schema=schemas.ErrorSchema, description="the command is finished already")
 def command_cancel(command_id):
@@ -224,6 +230,7 @@ def command_cancel(command_id):
 
 
 @bp.route("/command/<int:command_id>/retry/", methods=["POST"], strict_slashes=False)
+@guarded()
 @bp.response(201, schemas.CommandSchema, headers=LOCATION, description="the new command")
 @bp.alt_response(409, schema=schemas.ErrorSchema, description="not FAILED, or the deployment is busy or removed")
 def command_retry(command_id):
@@ -243,6 +250,7 @@ def command_retry(command_id):
 
 
 @bp.route("/task/", methods=["GET"], strict_slashes=False)
+@guarded(query=True)
 @bp.arguments(schemas.TaskListArgs, location="query", as_kwargs=True)
 @bp.response(200, TaskList)
 def task_list(**args):
@@ -262,6 +270,7 @@ def task_list(**args):
 
 
 @bp.route("/task/<int:task_id>/", methods=["GET"], strict_slashes=False)
+@guarded()
 @bp.response(200, schemas.TaskSchema)
 def task_detail(task_id):
     """One task with its log and outputs, secrets masked."""

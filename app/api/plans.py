@@ -13,10 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..models import ServiceConfiguration, ServicePlan
 from ..models.types import utcnow
-from ..ops.plans import PlanInUse, remove_plan
-from ..ops.specs import SpecError, apply_specs, parse_plan, spec_fallbacks
+from ..ops.plans import PlanInUse, live_deployments, remove_plan
+from ..ops.runner import MASK
+from ..ops.specs import SpecError, apply_specs, parse_plan, spec_fallbacks, step_spec
 from . import schemas
-from .access import get_or_404, require_admin, require_user
+from .access import get_or_404, guarded, require_user
 from .errors import ApiError
 from .idempotency import HEADER_PARAMETER, idempotent
 from .listing import page
@@ -47,12 +48,15 @@ def parse_spec(body: dict):
         raise bad_request(str(exc)) from None
 
 
-def commit_or_conflict(message: str) -> None:
+def apply_and_commit(spec, conflict: str):
+    """Write the spec; a racing writer's unique name or version number is a 409, not a 500."""
     try:
+        (result,) = apply_specs([spec])
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise ApiError(409, "conflict", message) from None
+        raise ApiError(409, "conflict", conflict) from None
+    return result
 
 
 # plans
@@ -68,6 +72,7 @@ def visible_plan(plan_id: int) -> ServicePlan:
 
 
 @bp.route("/plan/", methods=["GET"], strict_slashes=False)
+@guarded(query=True)
 @bp.arguments(schemas.PlanListArgs, location="query", as_kwargs=True)
 @bp.response(200, PlanList)
 def plan_list(**args):
@@ -85,6 +90,7 @@ def plan_list(**args):
 
 
 @bp.route("/plan/", methods=["POST"], strict_slashes=False)
+@guarded(admin=True)
 @idempotent
 @bp.arguments(schemas.PlanCreateArgs)
 @bp.response(201, schemas.PlanSchema, headers=CREATED)
@@ -92,16 +98,15 @@ def plan_list(**args):
 @bp.doc(parameters=[HEADER_PARAMETER])
 def plan_create(body):
     """Create a plan and its first configuration from a spec (admins)."""
-    require_admin()
     spec = parse_spec(body)
     if ServicePlan.by_name(spec.name) is not None:
         raise ApiError(409, "conflict", f"a plan named {spec.name!r} exists already: change it with PATCH")
-    apply_specs([spec])
-    commit_or_conflict(f"a plan named {spec.name!r} was created at the same time")
+    apply_and_commit(spec, f"a plan named {spec.name!r} was created at the same time")
     return located(ServicePlan.by_name(spec.name), "plan")
 
 
 @bp.route("/plan/<int:plan_id>/", methods=["GET"], strict_slashes=False)
+@guarded()
 @bp.response(200, schemas.PlanSchema)
 def plan_detail(plan_id):
     """One plan: offered, active ones for users; any for admins."""
@@ -109,15 +114,19 @@ def plan_detail(plan_id):
 
 
 @bp.route("/plan/<int:plan_id>/", methods=["PATCH"], strict_slashes=False)
+@guarded(admin=True)
 @bp.arguments(schemas.PlanUpdateArgs)
 @bp.response(200, schemas.PlanSchema)
 def plan_update(body, plan_id):
     """Change a plan's fields (admins); ``active: true`` reactivates a retired plan."""
-    require_admin()
     plan = get_or_404(ServicePlan, plan_id, "plan")
     if "title" in body and not body["title"].strip():
         raise bad_request("title: must not be empty")
     if "active" in body and body["active"] != plan.active:
+        if not body["active"] and live_deployments(plan):
+            raise ApiError(
+                409, "conflict", f"plan {plan.name!r} has live deployments: retire it with DELETE ?force=true"
+            )
         plan.retired_at = None if body["active"] else utcnow()
     for field, value in body.items():
         setattr(plan, field, value)
@@ -128,13 +137,13 @@ def plan_update(body, plan_id):
 
 
 @bp.route("/plan/<int:plan_id>/", methods=["DELETE"], strict_slashes=False)
+@guarded(admin=True, query=True)
 @bp.arguments(schemas.PlanDeleteArgs, location="query", as_kwargs=True)
 @bp.response(200, schemas.PlanSchema, description="retired: the plan has history, which is kept")
 @bp.alt_response(204, description="deleted: the plan was never used")
 @bp.alt_response(409, schema=schemas.ErrorSchema, description="deployments are live (use force=true)")
 def plan_delete(plan_id, force):
     """Remove a plan (admins): deleted if never used, else retired; refused while deployed unless forced."""
-    require_admin()
     plan = get_or_404(ServicePlan, plan_id, "plan")
     try:
         action, _ = remove_plan(plan, force)
@@ -148,11 +157,11 @@ def plan_delete(plan_id, force):
 
 
 @bp.route("/configuration/", methods=["GET"], strict_slashes=False)
+@guarded(admin=True, query=True)
 @bp.arguments(schemas.ConfigurationListArgs, location="query", as_kwargs=True)
 @bp.response(200, ConfigurationList)
 def configuration_list(**args):
     """Every configuration version (admins); filter by ``plan`` name and ``active``."""
-    require_admin()
     query = select(ServiceConfiguration).join(ServiceConfiguration.plan)
     if "plan" in args:
         query = query.where(ServicePlan.name == args["plan"])
@@ -162,6 +171,7 @@ def configuration_list(**args):
 
 
 @bp.route("/configuration/", methods=["POST"], strict_slashes=False)
+@guarded(admin=True)
 @idempotent
 @bp.arguments(schemas.ConfigurationCreateArgs)
 @bp.response(201, schemas.ConfigurationSchema, headers=CREATED, description="a new version")
@@ -169,16 +179,22 @@ def configuration_list(**args):
 @bp.doc(parameters=[HEADER_PARAMETER])
 def configuration_create(body):
     """A new configuration version of a plan (admins): env and steps in the spec format."""
-    require_admin()
     plan = ServicePlan.by_name(body["plan"])
     if plan is None:
         raise ApiError(404, "not_found", f"no service plan named {body['plan']!r}")
     if not plan.active:
         raise ApiError(409, "conflict", f"plan {plan.name!r} is retired: reactivate it (PATCH active=true) first")
-    spec = parse_spec({"plan": plan.name, "configuration": {"env": body.get("env")}, "steps": body.get("steps")})
-    (result,) = apply_specs([spec])
+    newest = plan.current_configuration
+    env = body["env"] if "env" in body or newest is None else newest.env
+    steps = body["steps"] if "steps" in body or newest is None else [step_spec(step) for step in newest.steps]
+    spec = parse_spec({"plan": plan.name, "configuration": {"env": env}, "steps": steps})
+    if newest is not None:
+        # GET shows secrets masked: a masked value sent back keeps the value it hides
+        spec.env.update(
+            {key: newest.env[key] for key, value in spec.env.items() if value == MASK and key in newest.env}
+        )
+    result = apply_and_commit(spec, f"another configuration of {plan.name!r} was written at the same time: try again")
     changed = result.action != "unchanged"
-    commit_or_conflict(f"another configuration of {plan.name!r} was written at the same time: try again")
     configuration = db.session.scalar(
         select(ServiceConfiguration).where(
             ServiceConfiguration.plan_id == plan.id, ServiceConfiguration.version == result.version
@@ -188,18 +204,18 @@ def configuration_create(body):
 
 
 @bp.route("/configuration/<int:configuration_id>/", methods=["GET"], strict_slashes=False)
+@guarded(admin=True)
 @bp.response(200, schemas.ConfigurationSchema)
 def configuration_detail(configuration_id):
     """One configuration version with its env (secrets masked) and steps, in the spec format (admins)."""
-    require_admin()
     return get_or_404(ServiceConfiguration, configuration_id, "configuration")
 
 
 @bp.route("/configuration/<int:configuration_id>/", methods=["DELETE"], strict_slashes=False)
+@guarded(admin=True)
 @bp.response(200, schemas.ConfigurationSchema, description="retired: new installs use the newest active version")
 def configuration_delete(configuration_id):
     """Retire a configuration version (admins); the deployments it installed keep it."""
-    require_admin()
     configuration = get_or_404(ServiceConfiguration, configuration_id, "configuration")
     configuration.active = False
     db.session.commit()

@@ -62,9 +62,17 @@ def status_name_field():
     return fields.Function(lambda obj: obj.status.name, metadata={"type": "string", "enum": STATUS_NAMES})
 
 
+class StrictBoolean(fields.Boolean):
+    """A JSON boolean: true or false, not "yes", 1 or 0 (which equal True and False in Python)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 def flag(**kwargs):
-    """A JSON boolean: true or false, not "yes" or 1."""
-    return fields.Boolean(truthy={True}, falsy={False}, **kwargs)
+    return StrictBoolean(**kwargs)
 
 
 class Strict(ma.Schema):
@@ -147,21 +155,38 @@ class StepSchema(ma.Schema):
     retries = fields.Integer()
 
 
-class EnvSchema(Strict):
-    env = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+class PlanCreateArgs(ma.Schema):
+    """A plan in the YAML spec format (``flask createservice``), as JSON.
 
+    Only documented here: the spec loader (``app.ops.specs.parse_plan``) checks the body, so that
+    the API gives the same messages as a spec file does.
+    """
 
-class PlanCreateArgs(Strict):
-    """A plan in the YAML spec format (``flask createservice``), as JSON."""
+    class Meta:
+        unknown = ma.INCLUDE
 
-    plan = fields.String(required=True, metadata={"description": "the plan's name (lowercase, digits, - and _)"})
-    title = fields.String(allow_none=True)
-    description = fields.String(allow_none=True)
-    offered = flag()
-    one_per_user = flag()
-    defaults = fields.Dict(keys=fields.String(), allow_none=True)
-    configuration = fields.Nested(EnvSchema, allow_none=True)
-    steps = fields.List(fields.Dict(), allow_none=True, metadata={"items": {"$ref": "#/components/schemas/Step"}})
+    plan = fields.Raw(
+        required=True, metadata={"type": "string", "description": "the plan's name (lowercase, digits, - and _)"}
+    )
+    title = fields.Raw(allow_none=True, metadata={"type": "string", "nullable": True})
+    description = fields.Raw(allow_none=True, metadata={"type": "string", "nullable": True})
+    offered = fields.Raw(
+        allow_none=True, metadata={"type": "boolean", "description": "in the users' catalog (default false)"}
+    )
+    one_per_user = fields.Raw(allow_none=True, metadata={"type": "boolean", "description": "default true"})
+    defaults = fields.Raw(allow_none=True, metadata={"type": "object", "nullable": True})
+    configuration = fields.Raw(
+        allow_none=True,
+        metadata={
+            "type": "object",
+            "nullable": True,
+            "properties": {"env": {"type": "object", "nullable": True}},
+            "additionalProperties": False,
+        },
+    )
+    steps = fields.Raw(
+        allow_none=True, metadata={"type": "array", "nullable": True, "items": {"$ref": "#/components/schemas/Step"}}
+    )
 
 
 class PlanUpdateArgs(Strict):
@@ -206,9 +231,14 @@ class PlanSchema(ma.Schema):
 
 
 class ConfigurationCreateArgs(Strict):
+    """A new version: ``env`` and ``steps`` in the spec format; an omitted one keeps the newest version's,
+    and a masked env value (``********``, as GET shows secrets) keeps the value it hides."""
+
     plan = fields.String(required=True, metadata={"description": "the plan's name"})
-    env = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True), allow_none=True)
-    steps = fields.List(fields.Dict(), allow_none=True, metadata={"items": {"$ref": "#/components/schemas/Step"}})
+    env = fields.Raw(allow_none=True, metadata={"type": "object", "nullable": True})
+    steps = fields.Raw(
+        allow_none=True, metadata={"type": "array", "nullable": True, "items": {"$ref": "#/components/schemas/Step"}}
+    )
 
 
 class ConfigurationListArgs(ListArgs):
