@@ -354,7 +354,7 @@ def _report_load(args, backend: str, load: dict, counts: list[int], sql: dict, s
         f" commands ({total} in all), gunicorn -w {args.service_gunicorn_workers} (sync),"
         f" {args.service_workers} workers, poll every {args.service_poll:g} s, {backend}",
         f"  set-up (migrate, plans, {args.service_clients} users and keys through app.accounts):"
-        f" {setup_seconds:.1f} s",
+        f" {setup_seconds:.1f} s; load average before the load: {load['loadavg']:.1f}",
         f"  commands: {len(records)} POSTed, {len(done)} final; {len(done) / wall:.1f} commands/s end to end"
         f" ({wall:.2f} s from the first POST to the last completion seen)",
         f"  POST latency: {pcts(posts)} (max {max(posts, default=float('nan')):.0f} ms)",
@@ -496,7 +496,8 @@ def _seed(users: int, deployments: int, tasks: int) -> dict:
         """,
         users=users,
     )
-    # deployment g: user g % U, plan by g % 2, status 5 (95 %), 9 or 8 (2.5 % each), one minute apart
+    # deployment g is the k-th (k = g / U) of user g % U, one minute after g - 1; by k, each user's are on
+    # both plans (k % 2) and 95 % COMPLETED, 2.5 % FAILED, 2.5 % REMOVED (k % 40 = 7, 23)
     timed(
         "deployments",
         """
@@ -508,7 +509,7 @@ def _seed(users: int, deployments: int, tasks: int) -> dict:
             WHERE p.name IN (:plan, :other)
         ), g AS (
             SELECT g, now() - (:deployments - g) * interval '1 minute' AS at,
-                   CASE WHEN g % 40 = 7 THEN 9 WHEN g % 40 = 23 THEN 8 ELSE 5 END AS status
+                   CASE WHEN (g / :users) % 40 = 7 THEN 9 WHEN (g / :users) % 40 = 23 THEN 8 ELSE 5 END AS status
             FROM generate_series(0, :deployments - 1) AS g
         )
         INSERT INTO service_deployments (user_id, plan_id, configuration_id, settings, text, params, health,
@@ -525,7 +526,7 @@ def _seed(users: int, deployments: int, tasks: int) -> dict:
                CASE WHEN g.status = 5 THEN 'healthy' ELSE 'unknown' END,
                CASE WHEN g.status = 5 THEN g.at + interval '1 hour' END,
                g.at, g.at + interval '5 seconds', CASE WHEN g.status = 8 THEN g.at + interval '1 day' END, g.status
-        FROM g JOIN u ON u.n = g.g % :users JOIN p ON p.n = g.g % 2
+        FROM g JOIN u ON u.n = g.g % :users JOIN p ON p.n = (g.g / :users) % 2
         ORDER BY g.g
         """,
         users=users,
@@ -736,6 +737,10 @@ def _report_lists(args, seed: dict, seed_seconds: float, target: dict, rows: lis
             f"  {row['label'][:52]:<52} {cells[0]} {cells[1]}  {sql_text(row, 'admin'):>10} {sql_text(row, 'user'):>9}"
             f"  {totals[0]:>12} {totals[1]:>11}  {'; '.join(notes)}"
         )
+    for row in [rows[0], *(row for row in rows if not row["is_list"])]:
+        statements = row["admin_sql"][1]
+        lines.append(f"  statements of {row['label']} as admin (first 100 characters):")
+        lines += [f"    {statement[:100]}" for statement in statements]
     for row, who, kind in problems:
         key = f"{who}_sql100" if kind == "grows" and row["is_list"] else f"{who}_sql"
         statements = row[key][1]
@@ -813,10 +818,12 @@ def run(args) -> None:
         _warm_up(server.base, *probe, args.service_gunicorn_workers)
         print(f"service_api:   load: {sum(counts)} commands from {len(clients)} clients", flush=True)
         processes = (server.workers(), [p.pid for p in pool.processes], redis.process.pid, _postmaster_pid(postgres))
+        loadavg = os.getloadavg()[0]
         before = cpu_snapshot(*processes)
         load = _run_load(server.base, clients, counts, args.service_poll, args.service_wait)
         after = cpu_snapshot(*processes)
         load["cpu"] = {name: after[name] - before[name] for name in before}
+        load["loadavg"] = loadavg
         pool.check_alive()
         sql = _count_load_sql(app, *probe)
         _report_load(args, backend, load, counts, sql, setup_seconds)

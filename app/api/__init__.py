@@ -6,13 +6,19 @@ service resources (``/admin/api/v2/service/...``) are described at ``/admin/api/
 and shown at ``/admin/api/v2/docs``.
 """
 
-from flask import Flask
+from flask import Flask, request
 
 
 def register(app: Flask) -> None:
     from ..extensions import csrf
     from . import auth_resources, config, deployments, docs, plans
+    from .parsing import reject_nul_in_request
     from .rest import document_errors, init_api
+
+    @app.before_request
+    def api_input_checks():
+        if request.path.startswith(("/api/", "/admin/api/")):
+            reject_nul_in_request()
 
     for blueprint in (config.bp, auth_resources.bp, docs.bp):
         csrf.exempt(blueprint)

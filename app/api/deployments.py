@@ -201,7 +201,17 @@ def visible_command(command_id: int) -> ServiceCommand:
 def command_detail(command_id):
     """One command with its tasks; poll it until ``int(status) > 1`` ("5": completed)."""
     caller = require_user()
-    query = select(ServiceCommand).where(ServiceCommand.id == command_id).options(selectinload(ServiceCommand.tasks))
+    query = (
+        select(ServiceCommand)
+        .where(ServiceCommand.id == command_id)
+        .options(
+            selectinload(ServiceCommand.tasks),
+            joinedload(ServiceCommand.plan),
+            joinedload(ServiceCommand.configuration),
+            joinedload(ServiceCommand.user),
+            joinedload(ServiceCommand.issuer),
+        )
+    )
     command = db.session.scalar(query) if command_id <= MAX_ID else None
     if command is None or (not caller.admin and command.user_id != caller.id):
         raise ApiError(404, "not_found", f"no command {command_id}")

@@ -52,7 +52,8 @@ def fingerprint() -> str:
         body = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
     except (ValueError, RecursionError):
         body = raw
-    return hashlib.sha256(b"\0".join([request.method.encode(), request.path.encode(), body])).hexdigest()
+    path = request.path.rstrip("/").encode()  # `command` and `command/` are the same resource
+    return hashlib.sha256(b"\0".join([request.method.encode(), path, body])).hexdigest()
 
 
 def idempotent(view):

@@ -13,12 +13,18 @@ def page(query: Select, args: dict, created_at, ident, options=()) -> dict:
 
     ``args`` are the parsed list arguments: ``limit``, ``offset`` and ``order_by``; the links to the
     next and previous pages keep the request's filters. ``options`` (eager loads of what the page
-    shows: no query per object) apply to the page, not to the count.
+    shows: no query per object) apply to the page's rows, not to the count or the walk to the offset.
     """
     limit, offset = args["limit"], args["offset"]
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     order = (created_at.desc(), ident.desc()) if args["order_by"].startswith("-") else (created_at, ident)
-    objects = db.session.scalars(query.options(*options).order_by(*order).limit(limit).offset(offset)).unique().all()
+    # the page's ids first (an index-only walk to the offset), then those rows with what they show
+    ids = db.session.scalars(query.with_only_columns(ident).order_by(*order).limit(limit).offset(offset)).all()
+    rows = (
+        db.session.scalars(select(ident.class_).where(ident.in_(ids)).options(*options)).unique().all() if ids else []
+    )
+    by_id = {row.id: row for row in rows}
+    objects = [by_id[i] for i in ids if i in by_id]
     return {
         "meta": {
             "limit": limit,

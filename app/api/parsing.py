@@ -30,7 +30,31 @@ def json_body() -> dict:
         raise bad_request("the request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
+    if has_nul(body):
+        raise bad_request(NUL_MESSAGE)
     return body
+
+
+NUL_MESSAGE = "text must not contain NUL characters (\\u0000)"
+
+
+def has_nul(value) -> bool:
+    """Whether any string in ``value`` (JSON) holds a NUL, which PostgreSQL refuses to store or compare."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(key) or has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(has_nul(item) for item in value)
+    return False
+
+
+def reject_nul_in_request() -> None:
+    """A NUL in the query or the credentials is a 400, before any query reaches the database."""
+    if any(has_nul(key) or has_nul(value) for key, value in request.args.items(multi=True)):
+        raise bad_request(f"query parameters: {NUL_MESSAGE}")
+    if has_nul(request.headers.get("Authorization", "")):
+        raise ApiError(401, "unauthorized", f"Authorization: {NUL_MESSAGE}")
 
 
 def _reject_constant(name: str):

@@ -10,6 +10,7 @@ from flask import request
 from marshmallow import fields, validate
 
 from ..models import FailureReason, Health, Phase, Status
+from ..ops.params import ParamsError, parse_params
 from ..ops.runner import collect_secrets, make_masker
 from ..ops.specs import step_spec
 
@@ -287,7 +288,7 @@ class DeploymentSchema(ma.Schema):
     health = fields.String(metadata={"enum": [h.value for h in Health]})
     checked_at = fields.DateTime(allow_none=True)
     text = fields.String()
-    params = fields.Dict()
+    params = fields.Function(lambda dep: masked(dep.params, collect_secrets(dep.params)), metadata={"type": "object"})
     settings = fields.Function(
         lambda dep: masked(dep.settings, collect_secrets(dep.settings)),
         metadata={"type": "object", "description": "written by the tasks; secrets masked"},
@@ -381,7 +382,7 @@ class TaskListArgs(ListArgs):
 class TaskSchema(TaskSummarySchema):
     command = fields.Function(lambda task: uri("command", task.command_id), metadata={"type": "string"})
     deployment = fields.Function(lambda task: uri("deployment", task.deployment_id), metadata={"type": "string"})
-    step = fields.Dict(metadata={"description": "the step as executed"})
+    step = fields.Method("masked_step", metadata={"type": "object", "description": "the step as executed"})
     resolved = fields.String(allow_none=True, metadata={"description": "the git commit or the checked sha256"})
     host = fields.String(allow_none=True)
     heartbeat_at = fields.DateTime(allow_none=True)
@@ -390,7 +391,14 @@ class TaskSchema(TaskSummarySchema):
 
     def secrets(self, task) -> set[str]:
         deployment = task.deployment
-        return collect_secrets(deployment.settings, deployment.params, task.command.params, task.outputs)
+        try:
+            step_params = parse_params((task.step or {}).get("params") or "")
+        except ParamsError:
+            step_params = {}
+        return collect_secrets(deployment.settings, deployment.params, task.command.params, task.outputs, step_params)
+
+    def masked_step(self, task) -> dict:
+        return masked(task.step, self.secrets(task))
 
     def masked_log(self, task) -> str:
         return masked(task.log, self.secrets(task))

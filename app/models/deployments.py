@@ -29,7 +29,11 @@ class FailureReason(StrEnum):
 
 class ServiceDeployment(StatusMixin, db.Model):
     __tablename__ = "service_deployments"
-    __table_args__ = (Index("ix_service_deployments_user_plan_status", "user_id", "plan_id", "status"),)
+    # lists page in (created_at, id) order: an index-only walk to the offset (the API, the console)
+    __table_args__ = (
+        Index("ix_service_deployments_user_plan_status", "user_id", "plan_id", "status"),
+        Index("ix_service_deployments_created_at_id", "created_at", "id"),
+    )
     TRANSITIONS = DEPLOYMENT_TRANSITIONS
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -42,7 +46,7 @@ class ServiceDeployment(StatusMixin, db.Model):
     params: Mapped[dict] = mapped_column(JSONType, default=dict)
     health: Mapped[str] = mapped_column(String(10), default=Health.UNKNOWN.value, index=True)
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -64,6 +68,7 @@ class ServiceCommand(StatusMixin, db.Model):
     __table_args__ = (
         Index("ix_service_commands_deployment_status", "deployment_id", "status"),
         Index("ix_service_commands_status_heartbeat", "status", "heartbeat_at"),
+        Index("ix_service_commands_created_at_id", "created_at", "id"),
     )
     TRANSITIONS = RUN_TRANSITIONS
 
@@ -79,7 +84,7 @@ class ServiceCommand(StatusMixin, db.Model):
     failure_reason: Mapped[str | None] = mapped_column(String(20))
     failure_detail: Mapped[str] = mapped_column(Text, default="")
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # the runner beats while it works; the reaper fails commands whose beat stopped (worker lost)
@@ -106,7 +111,10 @@ class ServiceTask(StatusMixin, db.Model):
     """One step as executed for a command: what ran, its exit code, log and outputs."""
 
     __tablename__ = "service_tasks"
-    __table_args__ = (Index("ix_service_tasks_status_heartbeat", "status", "heartbeat_at"),)
+    __table_args__ = (
+        Index("ix_service_tasks_status_heartbeat", "status", "heartbeat_at"),
+        Index("ix_service_tasks_created_at_id", "created_at", "id"),
+    )
     TRANSITIONS = RUN_TRANSITIONS
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -124,7 +132,7 @@ class ServiceTask(StatusMixin, db.Model):
     failure_reason: Mapped[str | None] = mapped_column(String(20))
     host: Mapped[str | None] = mapped_column(String(200))  # where the script ran, and its process group
     pgid: Mapped[int | None]
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
