@@ -16,9 +16,11 @@ import pytest
 
 from app import accounts, create_app
 from app.extensions import db
+from app.ops import engine
 from config import TestConfig
 
-from .factories import PASSWORD, make_user
+from .engine_helpers import issue
+from .factories import PASSWORD, make_plan, make_user
 
 ROLES = ("anonymous", "user", "other", "admin")
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
@@ -57,6 +59,16 @@ def admin_only(admin):
     return {"anonymous": LOGIN, "user": HOME, "other": HOME, "admin": admin}
 
 
+def api_admin_only(admin):
+    return {"anonymous": 401, "user": 403, "other": 403, "admin": admin}
+
+
+def owned(status):
+    """An API object of user's: someone else's is a 404, as if it did not exist; admins see everyone's."""
+    return {"anonymous": 401, "user": status, "other": 404, "admin": status}
+
+
+SERVICE = "/admin/api/v2/service"
 ADMIN_MODELS = r"/admin/(user|serviceplan|serviceconfiguration|servicedeployment|servicecommand|servicetask)"
 EDITABLE_MODELS = r"/admin/(user|serviceplan)"
 READ_ONLY_MODELS = r"/admin/(serviceconfiguration|servicedeployment|servicecommand|servicetask)"
@@ -108,6 +120,25 @@ ACCESS = [
         {"GET", "PATCH"},
         {"anonymous": 401, "user": 200, "other": 404, "admin": 200},
     ),
+    # the service API's document and its docs page: public, like any API documentation
+    Access("/admin/api/v2/openapi.json", {"GET"}, every_role(200)),
+    Access("/admin/api/v2/docs", {"GET"}, every_role(200)),
+    Access("/admin/api/v2/docs/assets/<path:name>", {"GET"}, every_role(200)),
+    # the service API: user has an offered plan's deployment, its completed command and task (build_world)
+    Access(f"{SERVICE}/plan/", {"GET"}, logged_in(401, 200)),  # the catalog for users, every plan for admins
+    Access(f"{SERVICE}/plan/<int:plan_id>/", {"GET"}, logged_in(401, 200)),  # an offered plan
+    Access(f"{SERVICE}/plan/<int:plan_id>/", {"PATCH"}, api_admin_only(200)),  # {} changes nothing
+    Access(f"{SERVICE}/plan/<int:plan_id>/", {"DELETE"}, api_admin_only(409)),  # user's deployment is live
+    # admins only: a user is refused before the body is read ({} has no plan: a 400 for admins)
+    Access(f"{SERVICE}/(plan|configuration)/", {"POST"}, api_admin_only(400)),
+    Access(f"{SERVICE}/configuration/", {"GET"}, api_admin_only(200)),
+    Access(f"{SERVICE}/configuration/<int:configuration_id>/", {"GET", "DELETE"}, api_admin_only(200)),
+    Access(f"{SERVICE}/(deployment|command|task)/", {"GET"}, logged_in(401, 200)),  # one's own; admins all
+    Access(f"{SERVICE}/command/", {"POST"}, logged_in(401, 400)),  # {} names no offering
+    Access(f"{SERVICE}/(deployment|task)/<int:(deployment|task)_id>/", {"GET"}, owned(200)),
+    # ApiKey callers get 201 + Location on a command's detail: the omegaml 0.18 client needs it
+    Access(f"{SERVICE}/command/<int:command_id>/", {"GET"}, owned((201, rf"{SERVICE}/command/\d+/"))),
+    Access(f"{SERVICE}/command/<int:command_id>/(cancel|retry)/", {"POST"}, owned(409)),  # completed already
 ]
 
 
@@ -118,9 +149,25 @@ class World:
     key_id: int  # one of user's API keys
     confirm_token: str  # user's
     reset_token: str  # user's
+    ids: dict = field(default_factory=dict)  # the service objects, user's: <plan_id>, <command_id>, ...
 
 
-def build_world() -> World:
+def build_service(user) -> dict:
+    """An offered plan and user's deployment of it, installed by a completed command with a task."""
+    plan = make_plan()
+    command = issue(plan.name, user)
+    engine.execute(command.id, worker="access test")
+    db.session.refresh(command)
+    return {
+        "plan_id": plan.id,
+        "configuration_id": command.configuration_id,
+        "deployment_id": command.deployment_id,
+        "command_id": command.id,
+        "task_id": command.tasks[0].id,
+    }
+
+
+def build_world(service: bool = False) -> World:
     users = {
         "user": make_user(email="user@example.com", userid="user"),
         "other": make_user(email="other@example.com", userid="other"),
@@ -132,7 +179,8 @@ def build_world() -> World:
     db.session.commit()
     user = users["user"]
     key_id = user.api_keys[0].id
-    return World(users, keys, key_id, accounts.make_confirm_token(user), accounts.make_reset_token(user))
+    ids = build_service(user) if service else {}
+    return World(users, keys, key_id, accounts.make_confirm_token(user), accounts.make_reset_token(user), ids)
 
 
 def route_keys():
@@ -171,6 +219,8 @@ def build_path(rule: str, world: World, role: str, access: Access) -> str:
         "user_id": world.users["user"].id,
         "key_id": world.key_id,
         "export_type": "csv",
+        "name": "swagger-ui.css",  # an asset of the API's docs page
+        **world.ids,
     }
     # <name> or <converter:name>: the value we have for it, else {name} for the tokens below
     path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values.get(m.group(1), "{" + m.group(1) + "}")), rule)
@@ -186,7 +236,7 @@ def build_path(rule: str, world: World, role: str, access: Access) -> str:
 @pytest.mark.parametrize("rule, method", ROUTES, ids=[f"{m} {r}" for r, m in ROUTES])
 def test_access(app, client, role, rule, method):
     [access] = access_for(rule, method) or pytest.fail(f"{method} {rule} is not in ACCESS")
-    world = build_world()
+    world = build_world(service=rule.startswith(SERVICE))
     headers = {}
     if role != "anonymous":
         user = world.users[role]
@@ -199,13 +249,15 @@ def test_access(app, client, role, rule, method):
     if is_api and method in ("POST", "PATCH", "PUT"):
         kwargs["json"] = {}
     response = client.open(path, method=method, **kwargs)
+    response.get_data()  # read and close now: a file (send_file) left open is a ResourceWarning
+    response.close()
     expected = access.status[role]
     status, location = expected if isinstance(expected, tuple) else (expected, None)
     assert response.status_code == status, f"{method} {path} as {role}: {response.status_code}, expected {status}"
     if location is not None:
         target = urlsplit(response.headers["Location"]).path
         assert re.fullmatch(location, target), (
-            f"{method} {path} as {role} redirected to {response.headers['Location']}, expected {location}"
+            f"{method} {path} as {role}: Location {response.headers['Location']}, expected {location}"
         )
     if is_api and status >= 400:
         assert response.mimetype == "application/json" and set(response.get_json()) == {"error", "message"}

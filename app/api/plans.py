@@ -117,6 +117,7 @@ def plan_detail(plan_id):
 @guarded(admin=True)
 @bp.arguments(schemas.PlanUpdateArgs)
 @bp.response(200, schemas.PlanSchema)
+@bp.alt_response(409, schema=schemas.ErrorSchema, description="active=false while deployments are live")
 def plan_update(body, plan_id):
     """Change a plan's fields (admins); ``active: true`` reactivates a retired plan."""
     plan = get_or_404(ServicePlan, plan_id, "plan")
@@ -176,6 +177,7 @@ def configuration_list(**args):
 @bp.arguments(schemas.ConfigurationCreateArgs)
 @bp.response(201, schemas.ConfigurationSchema, headers=CREATED, description="a new version")
 @bp.alt_response(200, schema=schemas.ConfigurationSchema, description="unchanged: the newest version is the same")
+@bp.alt_response(409, schema=schemas.ErrorSchema, description="the plan is retired, or a write raced this one")
 @bp.doc(parameters=[HEADER_PARAMETER])
 def configuration_create(body):
     """A new configuration version of a plan (admins): env and steps in the spec format."""

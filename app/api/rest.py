@@ -102,6 +102,7 @@ def init_api(app) -> Api:
 
 # the errors every operation may answer, documented on each (``document_errors``)
 ERRORS = {
+    "BAD_REQUEST": (400, "bad input: the message names the parameter or field"),
     "UNAUTHORIZED": (401, "no or a bad API key (Authorization: ApiKey <userid>:<apikey>)"),
     "FORBIDDEN": (403, "not allowed: admins only, or someone else's service"),
     "NOT_FOUND": (404, "no such object, or not the caller's"),
@@ -110,12 +111,30 @@ ERRORS = {
 }
 
 
+FORMAT_PARAMETER = {
+    "in": "query",
+    "name": "format",
+    "required": False,
+    "description": "tastypie clients send json; any other query parameter is a 400",
+    "schema": {"type": "string", "enum": ["json"]},
+}
+# what the API answers: every field is always there (null where it says nullable)
+RESPONSE_SCHEMAS = ("Plan", "Configuration", "Deployment", "CommandSummary", "Command", "TaskSummary", "Task")
+
+
 def document_errors(api: Api) -> None:
-    """Add the errors each operation can answer to the document (after the blueprints are registered)."""
+    """Add what every operation may answer to the document (after the blueprints are registered):
+    the errors, a 400 (unknown query parameters are refused everywhere) and the ``format`` parameter."""
+    for name in RESPONSE_SCHEMAS:
+        schema = api.spec.components.schemas[name]
+        schema["required"] = sorted(schema["properties"])
     for path, item in api.spec._paths.items():
         for method, operation in item.items():
             if method == "parameters":
                 continue
+            parameters = operation.setdefault("parameters", [])
+            if not any(p.get("in") == "query" and p.get("name") == "format" for p in parameters):
+                parameters.append(FORMAT_PARAMETER)
             responses = operation.setdefault("responses", {})
             for name, (code, _) in ERRORS.items():
                 if code == 404 and "{" not in path and method != "post":
