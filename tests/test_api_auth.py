@@ -16,6 +16,7 @@ from app.jobs.provisioning import job_id
 from app.jobs.queues import get_redis
 from app.models import ServiceCommand, Status, User
 
+from .api_helpers import assert_error, with_key
 from .factories import PASSWORD, make_plan, make_user
 
 BASE = "/admin/api/v2/auth"
@@ -40,14 +41,6 @@ USER_KEYS = {
 }
 
 
-def with_key(**fields):
-    """A user and the ApiKey headers the omegaml client would send for them."""
-    user = make_user(**fields)
-    _, key = accounts.create_api_key(user, "test")
-    db.session.commit()
-    return user, {"Authorization": f"ApiKey {user.userid}:{key}"}
-
-
 def signup_body(**changes):
     body = {"email": "jane@example.com", "first_name": "Jane", "last_name": "Doe", "password": PASSWORD}
     body.update(changes)
@@ -68,18 +61,6 @@ def link_path(body: str, prefix: str) -> str:
     match = re.search(rf"http://localhost({prefix}/\S+)", body)
     assert match, body
     return match.group(1)
-
-
-def assert_error(response, status, error, *words):
-    assert response.status_code == status, (response.status_code, response.data[:500])
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert set(body) == {"error", "message"}
-    assert body["error"] == error
-    for word in words:
-        assert word in body["message"], body["message"]
-    assert "Traceback" not in body["message"]
-    return body
 
 
 def signup_commands(user_id):

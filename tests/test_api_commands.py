@@ -12,7 +12,6 @@ import pytest
 from rq.job import Job
 from sqlalchemy import event, func, select
 
-from app import accounts
 from app.extensions import db
 from app.jobs.provisioning import job_id
 from app.jobs.queues import get_redis
@@ -27,6 +26,7 @@ from app.models import (
 )
 from app.ops import engine
 
+from .api_helpers import assert_error, with_key
 from .engine_helpers import issue, make_script_plan, reload, write_script
 from .factories import make_plan, make_user
 
@@ -41,14 +41,6 @@ HUGE_ID = 99999999999
 # helpers
 
 
-def with_key(**fields):
-    """A user and the ApiKey headers the omegaml client sends for them."""
-    user = make_user(**fields)
-    _, key = accounts.create_api_key(user, "test")
-    db.session.commit()
-    return user, {"Authorization": f"ApiKey {user.userid}:{key}", "Qualifier": "default"}
-
-
 def client_body(owner, **changes):
     """The body of ``om cloud add worker --specs "provider=,size=2"``."""
     body = {"offering": "worker", "user": owner.userid, "phase": "install", "params": "provider=,size=2"}
@@ -58,19 +50,6 @@ def client_body(owner, **changes):
 
 def command_uri(ident):
     return f"{BASE}/command/{ident}/"
-
-
-def assert_error(response, status, error, *words):
-    """A JSON error ``{"error": ..., "message": ...}`` (a 409 may add ``blocking``) with ``words`` in its message."""
-    assert response.status_code == status, (response.status_code, response.data[:500])
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert set(body) - {"blocking"} == {"error", "message"}, body
-    assert body["error"] == error, body
-    for word in words:
-        assert word in body["message"], body["message"]
-    assert "Traceback" not in body["message"]
-    return body
 
 
 def commands_in_db():

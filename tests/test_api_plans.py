@@ -8,7 +8,6 @@ import pytest
 import yaml
 from sqlalchemy import event, func, insert, select
 
-from app import accounts
 from app.extensions import db
 from app.models import (
     IdempotencyKey,
@@ -22,6 +21,7 @@ from app.models import (
 from app.ops import engine
 from app.ops.specs import SpecError, parse_specs, spec_fallbacks
 
+from .api_helpers import assert_error, with_key
 from .engine_helpers import issue, reload
 from .factories import make_plan, make_user
 
@@ -59,14 +59,6 @@ CONFIGURATION_KEYS = {
     "steps",
     "created_at",
 }
-
-
-def with_key(**fields):
-    """A user and the ApiKey headers the omegaml client would send for them."""
-    user = make_user(**fields)
-    _, key = accounts.create_api_key(user, "test")
-    db.session.commit()
-    return user, {"Authorization": f"ApiKey {user.userid}:{key}"}
 
 
 @pytest.fixture
@@ -117,18 +109,6 @@ def configuration_uri(configuration_id) -> str:
 def configuration_id(body: dict) -> int:
     """The id in a plan's ``current_configuration`` link."""
     return int(body["current_configuration"].rstrip("/").rsplit("/", 1)[1])
-
-
-def assert_error(response, status, error, *words):
-    assert response.status_code == status, (response.status_code, response.data[:500])
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert set(body) == {"error", "message"}
-    assert body["error"] == error
-    for word in words:
-        assert word in body["message"], body["message"]
-    assert "Traceback" not in body["message"]
-    return body
 
 
 def count(model) -> int:

@@ -102,11 +102,16 @@ def worker(app, shipped_services, tmp_path):
     process.stop()
 
 
-def test_om_cloud_add_update_remove_worker_ends_with_status_5(app, server, worker):
+@pytest.fixture
+def om(app, server):
+    """The client of user jane, logged in with her API key."""
     user = make_user(userid="jane")
     _, key = create_api_key(user, "laptop")
     db.session.commit()
-    om = OmegaClient(server, "jane", key)
+    return OmegaClient(server, "jane", key)
+
+
+def test_om_cloud_add_update_remove_worker_ends_with_status_5(om, worker):
 
     status, command = om.issue("install", "worker", "size=2,node-type=None")
     assert status == "5", worker.output()
@@ -128,11 +133,7 @@ def test_om_cloud_add_update_remove_worker_ends_with_status_5(app, server, worke
     assert deployment.status is Status.REMOVED
 
 
-def test_om_cloud_add_twice_is_refused_with_the_blocking_command(app, server, worker):
-    user = make_user(userid="jane")
-    _, key = create_api_key(user, "laptop")
-    db.session.commit()
-    om = OmegaClient(server, "jane", key)
+def test_om_cloud_add_twice_is_refused_with_the_blocking_command(om, worker):
     status, first = om.issue("install", "worker", "size=1")
     assert status == "5"
     # the worker plan is one per user: a second `om cloud add worker` is a 409, which the client raises
