@@ -59,11 +59,12 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from .views import account, auth, main
+    from .views import account, auth, main, services
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(services.bp)
 
 
 def register_api(app: Flask) -> None:

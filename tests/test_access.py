@@ -32,6 +32,7 @@ LOGIN = (302, "/login")  # the login page (with ?next=)
 HOME = (302, "/")  # logged in, but not allowed (the console) or no need to be here (sign-up, login)
 ACCOUNT = (302, "/account")
 ADMIN_LIST = (302, "/admin/[a-z]+/")  # the console's list of the same model
+COMMAND = (302, r"/commands/\d+")  # a command's progress page
 
 
 @dataclass
@@ -55,6 +56,11 @@ def logged_in(anonymous, others):
     return {"anonymous": anonymous, "user": others, "other": others, "admin": others}
 
 
+def page_owned(status):
+    """A page about user's object: someone else's is a 404; admins see everyone's (the console links there)."""
+    return {"anonymous": LOGIN, "user": status, "other": 404, "admin": status}
+
+
 def admin_only(admin):
     return {"anonymous": LOGIN, "user": HOME, "other": HOME, "admin": admin}
 
@@ -75,7 +81,24 @@ READ_ONLY_MODELS = r"/admin/(serviceconfiguration|servicedeployment|servicecomma
 
 ACCESS = [
     # pages
-    Access("/", {"GET"}, every_role(200)),
+    Access("/", {"GET"}, logged_in(200, (302, "/services"))),  # visitors see the catalog
+    # self-service: user owns the deployment and the (completed) command of build_world(service=True)
+    Access("/services", {"GET"}, logged_in(LOGIN, 200)),
+    # empty params: user has the omegaml deployment already (one per user), the others get theirs installed
+    Access(
+        "/services/<plan_name>/install",
+        {"POST"},
+        {"anonymous": LOGIN, "user": 409, "other": COMMAND, "admin": COMMAND},
+    ),
+    Access("/services/deployment/<int:deployment_id>", {"GET"}, page_owned(200)),
+    Access("/services/deployment/<int:deployment_id>/update", {"POST"}, page_owned(COMMAND)),  # empty params
+    Access("/services/deployment/<int:deployment_id>/scale", {"POST"}, page_owned(400)),  # no size
+    Access("/services/deployment/<int:deployment_id>/uninstall", {"GET"}, page_owned(200)),
+    Access("/services/deployment/<int:deployment_id>/uninstall", {"POST"}, page_owned((302, r"/commands/\d+"))),
+    Access("/commands/<int:command_id>", {"GET"}, page_owned(200)),
+    Access("/commands/<int:command_id>/progress", {"GET"}, owned(200)),  # JSON: 401 to visitors
+    # completed: retry is refused with a message, cancel says it is finished; both go back to the command
+    Access("/commands/<int:command_id>/(retry|cancel)", {"POST"}, page_owned((302, r"/commands/\d+"))),
     Access("/healthz", {"GET"}, every_role(200)),
     Access("/login", {"GET"}, logged_in(200, HOME)),
     Access("/login", {"POST"}, logged_in(200, HOME)),  # an empty form is shown again
@@ -160,6 +183,7 @@ def build_service(user) -> dict:
     db.session.refresh(command)
     return {
         "plan_id": plan.id,
+        "plan_name": plan.name,
         "configuration_id": command.configuration_id,
         "deployment_id": command.deployment_id,
         "command_id": command.id,
@@ -236,7 +260,7 @@ def build_path(rule: str, world: World, role: str, access: Access) -> str:
 @pytest.mark.parametrize("rule, method", ROUTES, ids=[f"{m} {r}" for r, m in ROUTES])
 def test_access(app, client, role, rule, method):
     [access] = access_for(rule, method) or pytest.fail(f"{method} {rule} is not in ACCESS")
-    world = build_world(service=rule.startswith(SERVICE))
+    world = build_world(service=rule.startswith((SERVICE, "/services/", "/commands/")))
     headers = {}
     if role != "anonymous":
         user = world.users[role]

@@ -355,7 +355,7 @@ def test_the_login_page_links_to_signup_and_reset(client):
 def test_the_navbar_shows_the_account_link_when_logged_in(client, login):
     assert b'href="/account"' not in client.get("/").data
     login(make_user())
-    assert b'href="/account"' in client.get("/").data
+    assert b'href="/account"' in client.get("/services").data
 
 
 def test_posts_without_a_csrf_token_are_refused(sqlite_url, redis_url, tmp_path):

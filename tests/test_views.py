@@ -22,7 +22,7 @@ def test_login_with_the_right_password(client, login):
     user = make_user()
     response = login(user)
     assert response.status_code == 302 and response.headers["Location"] == "/"
-    assert user.email.encode() in client.get("/").data
+    assert user.email.encode() in client.get("/", follow_redirects=True).data
 
 
 def test_login_with_a_wrong_password_shows_a_message(client, login):

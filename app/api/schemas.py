@@ -11,7 +11,7 @@ from marshmallow import fields, validate
 
 from ..models import FailureReason, Health, Phase, Status
 from ..ops.params import ParamsError, parse_params
-from ..ops.runner import collect_secrets, make_masker
+from ..ops.runner import collect_secrets, masked, masked_params
 from ..ops.specs import step_spec
 
 PREFIX = "/admin/api/v2/service"
@@ -31,20 +31,6 @@ def uri(kind: str, ident: int | None) -> str | None:
 def caller_is_admin() -> bool:
     user = request.environ.get("omegaops.api_user")
     return bool(user is not None and user.admin)
-
-
-def masked(value, secrets: set[str]):
-    """``value`` (any JSON) with every secret in its strings replaced by the mask."""
-    mask = make_masker(secrets)
-
-    def walk(item):
-        if isinstance(item, dict):
-            return {key: walk(inner) for key, inner in item.items()}
-        if isinstance(item, list):
-            return [walk(inner) for inner in item]
-        return mask(item) if isinstance(item, str) else item
-
-    return walk(value)
 
 
 def status_field(**kwargs):
@@ -255,9 +241,7 @@ class ConfigurationSchema(ma.Schema):
     version = fields.Integer()
     active = fields.Boolean()
     digest = fields.String()
-    env = fields.Function(
-        lambda conf: masked(conf.env, collect_secrets(conf.env)), metadata={"type": "object", "description": "masked"}
-    )
+    env = fields.Function(lambda conf: masked_params(conf.env), metadata={"type": "object", "description": "masked"})
     steps = fields.Function(
         lambda conf: [step_spec(step) for step in conf.steps],
         metadata={"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
@@ -288,9 +272,9 @@ class DeploymentSchema(ma.Schema):
     health = fields.String(metadata={"enum": [h.value for h in Health]})
     checked_at = fields.DateTime(allow_none=True)
     text = fields.String()
-    params = fields.Function(lambda dep: masked(dep.params, collect_secrets(dep.params)), metadata={"type": "object"})
+    params = fields.Function(lambda dep: masked_params(dep.params), metadata={"type": "object"})
     settings = fields.Function(
-        lambda dep: masked(dep.settings, collect_secrets(dep.settings)),
+        lambda dep: masked_params(dep.settings),
         metadata={"type": "object", "description": "written by the tasks; secrets masked"},
     )
     configuration_version = fields.Function(lambda dep: dep.configuration.version, metadata={"type": "integer"})
@@ -357,7 +341,7 @@ class CommandSummarySchema(ma.Schema):
     deployment = fields.Function(lambda cmd: uri("deployment", cmd.deployment_id), metadata={"type": "string"})
     deployment_id = fields.Integer()
     configuration_version = fields.Function(lambda cmd: cmd.configuration.version, metadata={"type": "integer"})
-    params = fields.Function(lambda cmd: masked(cmd.params, collect_secrets(cmd.params)), metadata={"type": "object"})
+    params = fields.Function(lambda cmd: masked_params(cmd.params), metadata={"type": "object"})
     failure_reason = fields.String(allow_none=True, metadata={"enum": [r.value for r in FailureReason] + [None]})
     failure_detail = fields.String()
     retry_of = fields.Function(

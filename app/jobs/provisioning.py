@@ -8,7 +8,10 @@ from rq import get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from ..extensions import db
+from ..models import ServiceCommand
 from ..ops import engine
+from ..ops.commands import issue_command
 from .queues import PROVISIONING, get_queue, get_redis
 
 log = logging.getLogger(__name__)
@@ -53,3 +56,22 @@ def is_waiting(command_id: int) -> bool:
         return Job.fetch(job_id(command_id), connection=get_redis()).get_status(refresh=False) in WAITING
     except NoSuchJobError:
         return False
+
+
+def submit(**kwargs) -> ServiceCommand:
+    """Issue a command (``issue_command``'s arguments), commit it, then enqueue it: what the pages do.
+
+    Raises ``CommandRefused`` with nothing written. Redis down: the command waits for the dispatcher.
+    """
+    command = issue_command(**kwargs)
+    db.session.commit()
+    enqueue_command(command.id)
+    return command
+
+
+def submit_retry(command: ServiceCommand, issuer=None) -> ServiceCommand:
+    """Retry a FAILED command as a new one, commit and enqueue it; ``CommandRefused`` when it cannot be."""
+    again = engine.retry(command, issuer=issuer)
+    db.session.commit()
+    enqueue_command(again.id)
+    return again

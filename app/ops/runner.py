@@ -117,6 +117,25 @@ def make_masker(secrets: Iterable[str]) -> Callable[[str], str]:
     return lambda text: pattern.sub(MASK, text)
 
 
+def masked(value, secrets: set[str]):
+    """``value`` (any JSON) with every secret in its strings replaced by the mask."""
+    mask = make_masker(secrets)
+
+    def walk(item):
+        if isinstance(item, dict):
+            return {key: walk(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [walk(inner) for inner in item]
+        return mask(item) if isinstance(item, str) else item
+
+    return walk(value)
+
+
+def masked_params(value):
+    """Settings or params with their own secrets masked (values of secret-named keys, URL passwords)."""
+    return masked(value, collect_secrets(value))
+
+
 def param_variable(key: str) -> str:
     """The variable a param is passed in: ``size`` -> ``OMEGAOPS_PARAM_SIZE``.
 

@@ -1,11 +1,11 @@
-"""The landing page: the user's services at a glance."""
+"""The landing page: the catalog for visitors; logged-in users go to their services."""
 
-from flask import Blueprint, render_template
+from flask import Blueprint, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import ServiceDeployment, ServicePlan, Status
+from ..models import ServicePlan
 
 bp = Blueprint("main", __name__)
 
@@ -18,18 +18,12 @@ def healthz():
 
 @bp.route("/")
 def index():
-    """Show the offered plans, and the user's deployments when logged in."""
+    """Show the offered plans; logged-in users go to their services."""
+    if current_user.is_authenticated:
+        return redirect(url_for("services.index"))
     plans = db.session.scalars(
         select(ServicePlan)
         .where(ServicePlan.offered.is_(True), ServicePlan.active.is_(True))
         .order_by(ServicePlan.name)
     ).all()
-    deployments = []
-    if current_user.is_authenticated:
-        deployments = db.session.scalars(
-            select(ServiceDeployment)
-            .where(ServiceDeployment.user_id == current_user.id, ServiceDeployment.status != Status.REMOVED)
-            .options(db.joinedload(ServiceDeployment.plan))
-            .order_by(ServiceDeployment.id)
-        ).all()
-    return render_template("main/index.html", plans=plans, deployments=deployments)
+    return render_template("main/index.html", plans=plans)
