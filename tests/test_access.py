@@ -32,6 +32,7 @@ LOGIN = (302, "/login")  # the login page (with ?next=)
 HOME = (302, "/")  # logged in, but not allowed (the console) or no need to be here (sign-up, login)
 ACCOUNT = (302, "/account")
 ADMIN_LIST = (302, "/admin/[a-z]+/")  # the console's list of the same model
+ADMIN_DETAILS = (302, "/admin/[a-z]+/details/")  # back to the object's console page, with a message
 COMMAND = (302, r"/commands/\d+")  # a command's progress page
 
 
@@ -125,6 +126,22 @@ ACCESS = [
     Access(f"{ADMIN_MODELS}/edit/", {"POST"}, admin_only(ADMIN_LIST)),
     Access(f"{ADMIN_MODELS}/(delete|action)/", {"POST"}, admin_only(ADMIN_LIST)),
     Access(f"{ADMIN_MODELS}/export/<export_type>/", {"GET"}, admin_only(ADMIN_LIST)),
+    # the console's own pages and actions (an empty form changes nothing, with a message)
+    Access("/admin/operations/", {"GET"}, admin_only(200)),
+    Access("/admin/operations/failed/<job_id>/<verb>", {"POST"}, admin_only((302, "/admin/operations/"))),
+    Access(
+        "/admin/servicecommand/<int:command_id>/(cancel|retry)", {"POST"}, admin_only(ADMIN_DETAILS)
+    ),  # completed: refused with a message
+    Access("/admin/servicedeployment/<int:deployment_id>/command", {"POST"}, admin_only(ADMIN_DETAILS)),
+    Access("/admin/serviceplan/<int:plan_id>/(export|spec|versions)", {"GET"}, admin_only(200)),
+    Access("/admin/serviceplan/<int:plan_id>/spec", {"POST"}, admin_only(200)),  # an empty spec: the error
+    Access("/admin/serviceplan/import", {"GET", "POST"}, admin_only(200)),
+    Access("/admin/servicetask/<int:task_id>/log", {"GET"}, admin_only(200)),
+    Access(
+        "/admin/user/<int:user_id>/(<field>/<switch>|keys/<int:key_id>/revoke|resend-confirmation)",
+        {"POST"},
+        admin_only(ADMIN_DETAILS),
+    ),
     # no view has ajax lookups or inline editing: Flask-Admin answers 404, to admins only
     Access(f"{ADMIN_MODELS}/ajax/lookup/", {"GET"}, admin_only(404)),
     Access(f"{ADMIN_MODELS}/ajax/update/", {"POST"}, admin_only(404)),
@@ -243,6 +260,10 @@ def build_path(rule: str, world: World, role: str, access: Access) -> str:
         "user_id": world.users["user"].id,
         "key_id": world.key_id,
         "export_type": "csv",
+        "job_id": "nosuchjob",  # an RQ job that does not exist
+        "verb": "delete",
+        "field": "active",
+        "switch": "on",
         "name": "swagger-ui.css",  # an asset of the API's docs page
         **world.ids,
     }
@@ -260,7 +281,7 @@ def build_path(rule: str, world: World, role: str, access: Access) -> str:
 @pytest.mark.parametrize("rule, method", ROUTES, ids=[f"{m} {r}" for r, m in ROUTES])
 def test_access(app, client, role, rule, method):
     [access] = access_for(rule, method) or pytest.fail(f"{method} {rule} is not in ACCESS")
-    world = build_world(service=rule.startswith((SERVICE, "/services/", "/commands/")))
+    world = build_world(service=rule.startswith((SERVICE, "/services/", "/commands/", "/admin/service")))
     headers = {}
     if role != "anonymous":
         user = world.users[role]

@@ -14,8 +14,7 @@ from ..extensions import db
 from ..models import ServiceConfiguration, ServicePlan
 from ..models.types import utcnow
 from ..ops.plans import PlanInUse, live_deployments, remove_plan
-from ..ops.runner import MASK
-from ..ops.specs import SpecError, apply_specs, parse_plan, spec_fallbacks, step_spec
+from ..ops.specs import SpecError, apply_specs, keep_masked, parse_plan, spec_fallbacks, step_spec
 from . import schemas
 from .access import get_or_404, guarded, require_user
 from .errors import ApiError
@@ -190,11 +189,7 @@ def configuration_create(body):
     env = body["env"] if "env" in body or newest is None else newest.env
     steps = body["steps"] if "steps" in body or newest is None else [step_spec(step) for step in newest.steps]
     spec = parse_spec({"plan": plan.name, "configuration": {"env": env}, "steps": steps})
-    if newest is not None:
-        # GET shows secrets masked: a masked value sent back keeps the value it hides
-        spec.env.update(
-            {key: newest.env[key] for key, value in spec.env.items() if value == MASK and key in newest.env}
-        )
+    keep_masked(spec, newest)  # GET shows secrets masked: a masked value sent back keeps the value it hides
     result = apply_and_commit(spec, f"another configuration of {plan.name!r} was written at the same time: try again")
     changed = result.action != "unchanged"
     configuration = db.session.scalar(

@@ -60,6 +60,9 @@ class ServiceDeployment(StatusMixin, db.Model):
     def __repr__(self):
         return f"<ServiceDeployment {self.id} {self.status.name}>"
 
+    def __str__(self):
+        return f"deployment {self.id}"
+
 
 class ServiceCommand(StatusMixin, db.Model):
     """A request to install, update, check or uninstall a deployment, executed task by task."""
@@ -105,6 +108,9 @@ class ServiceCommand(StatusMixin, db.Model):
 
     def __repr__(self):
         return f"<ServiceCommand {self.id} {self.phase} {self.status.name}>"
+
+    def __str__(self):
+        return f"command {self.id} ({self.phase})"
 
 
 class ServiceTask(StatusMixin, db.Model):

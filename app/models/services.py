@@ -52,6 +52,9 @@ class ServicePlan(db.Model):
     def __repr__(self):
         return f"<ServicePlan {self.name}>"
 
+    def __str__(self):
+        return self.name
+
     @classmethod
     def by_name(cls, name: str) -> Optional["ServicePlan"]:
         return db.session.scalar(select(cls).where(cls.name == name))
@@ -89,6 +92,9 @@ class ServiceConfiguration(db.Model):
 
     def __repr__(self):
         return f"<ServiceConfiguration {self.plan_id} v{self.version}>"
+
+    def __str__(self):
+        return f"v{self.version} (#{self.id})"
 
     def steps_for(self, phase: str) -> list["ServiceStep"]:
         """The steps that run in ``phase``, in order."""

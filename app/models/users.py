@@ -49,6 +49,9 @@ class User(UserMixin, db.Model):
     def __repr__(self):
         return f"<User {self.userid}>"
 
+    def __str__(self):  # how the console shows a user
+        return self.email
+
     @property
     def is_active(self) -> bool:  # flask-login refuses inactive users
         return self.active

@@ -40,6 +40,7 @@ from ..extensions import db
 from ..models import Phase, ServiceConfiguration, ServicePlan, ServiceStep, StepKind
 from ..models.types import utcnow
 from .params import ParamsError, parse_params
+from .runner import MASK, masked_params
 
 PLAN_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -492,3 +493,41 @@ def apply_specs(plans: list[PlanSpec]) -> list[SpecResult]:
 def spec_fallbacks(config) -> dict[str, str]:
     """The values ``${VAR}`` falls back to when the environment does not set it."""
     return {"CLUSTER_ID": config.get("CLUSTER_ID", "")}
+
+
+def plan_spec(plan: ServicePlan, configuration: ServiceConfiguration | None = None) -> dict:
+    """A plan and one of its configurations (the newest active one by default) in the spec format.
+
+    Secret env values are masked: ``keep_masked`` puts them back when the spec is loaded again.
+    """
+    configuration = configuration or plan.current_configuration
+    spec = {
+        "plan": plan.name,
+        "title": plan.title,
+        "description": plan.description,
+        "offered": plan.offered,
+        "one_per_user": plan.one_per_user,
+    }
+    if plan.defaults:
+        spec["defaults"] = masked_params(plan.defaults)
+    if configuration is not None:
+        spec["configuration"] = {"env": masked_params(configuration.env or {})}
+        spec["steps"] = [step_spec(step) for step in configuration.steps]
+    return spec
+
+
+def dump_specs(specs: list[dict]) -> str:
+    """Specs as the YAML a spec file holds, keys in the order written."""
+    return yaml.safe_dump(specs, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def keep_masked(spec: PlanSpec, configuration: ServiceConfiguration | None, defaults: dict | None = None) -> None:
+    """A masked value (as exports and the API show secrets) sent back keeps the value it hides."""
+    if configuration is not None:
+        hidden = configuration.env or {}
+        spec.env.update({key: hidden[key] for key, value in spec.env.items() if value == MASK and key in hidden})
+    if defaults and "defaults" in spec.fields:
+        spec.fields["defaults"] = {
+            key: defaults[key] if value == MASK and key in defaults else value
+            for key, value in spec.fields["defaults"].items()
+        }

@@ -1,0 +1,33 @@
+"""The admin console (Flask-Admin 2, Bootstrap 4): admins only."""
+
+from flask import Flask
+from flask_admin import Admin
+from flask_admin.theme import Bootstrap4Theme
+
+from ...extensions import db
+from ...models import ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, ServiceTask, User
+from ...security import csp_nonce
+from .dashboard import DashboardView
+from .operations import OperationsView
+from .plans import ConfigurationView, PlanView
+from .runs import CommandView, DeploymentView, TaskView
+from .users import UserView
+
+
+def init_admin(app: Flask) -> Admin:
+    """A new Admin per app, so tests can build as many apps as they like."""
+    admin = Admin(
+        app,
+        name="omegaops",
+        theme=Bootstrap4Theme(),
+        index_view=DashboardView(url="/admin"),
+        csp_nonce_generator=csp_nonce,
+    )
+    admin.add_view(UserView(User, db, name="Users"))
+    admin.add_view(PlanView(ServicePlan, db, name="Plans", category="Services"))
+    admin.add_view(ConfigurationView(ServiceConfiguration, db, name="Configurations", category="Services"))
+    admin.add_view(DeploymentView(ServiceDeployment, db, name="Deployments", category="Services"))
+    admin.add_view(CommandView(ServiceCommand, db, name="Commands", category="Services"))
+    admin.add_view(TaskView(ServiceTask, db, name="Tasks", category="Services"))
+    admin.add_view(OperationsView(name="Operations", endpoint="operations", url="/admin/operations"))
+    return admin

@@ -1,0 +1,104 @@
+"""What every console view shares: admins only, CSRF on every form, filters for our column types."""
+
+from flask import abort, flash, redirect, request, url_for
+from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla import filters as sqla_filters
+from flask_admin.model import filters as model_filters
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from markupsafe import Markup
+
+from ...extensions import db
+from ...models.status import Status
+from ...ops.commands import CommandRefused
+from ...ops.runner import masked_params
+
+
+def _deny():
+    if not current_user.is_authenticated:
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    return redirect(url_for("main.index"))
+
+
+class AdminOnly:
+    """Checks *admin*, not just logged in; anonymous visitors are sent to the login page."""
+
+    def is_accessible(self):
+        return current_user.is_authenticated and current_user.admin
+
+    def inaccessible_callback(self, name, **kwargs):
+        return _deny()
+
+
+class ConfirmForm(FlaskForm):
+    """Only the CSRF token: for buttons that take no input."""
+
+
+class FilterConverter(sqla_filters.FilterConverter):
+    """Filters for our own column types: UTC timestamps and integer status enums."""
+
+    @model_filters.convert("UTCDateTime")
+    def conv_utc_datetime(self, column, name, **kwargs):
+        return self.conv_datetime(column, name, **kwargs)
+
+    @model_filters.convert("IntEnumType")
+    def conv_int_enum(self, column, name, **kwargs):
+        options = [(str(int(member)), member.name) for member in column.type.enum_class]
+        return [
+            sqla_filters.IntEqualFilter(column, name, options=options),
+            sqla_filters.IntNotEqualFilter(column, name, options=options),
+        ]
+
+
+def status_formatter(view, context, model, name):
+    status = getattr(model, name)
+    css = {Status.COMPLETED: "success", Status.FAILED: "danger", Status.PENDING: "info"}.get(status, "secondary")
+    return Markup('<span class="badge badge-{}">{}</span>').format(css, status.name)
+
+
+def health_formatter(view, context, model, name):
+    health = getattr(model, name)
+    css = {"healthy": "success", "unhealthy": "danger"}.get(health, "secondary")
+    return Markup('<span class="badge badge-{}">{}</span>').format(css, health)
+
+
+def masked_formatter(view, context, model, name):
+    return Markup("<code>{}</code>").format(masked_params(getattr(model, name) or {}))
+
+
+def when_formatter(view, context, model, name):
+    value = getattr(model, name)
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+class SecureModelView(AdminOnly, ModelView):
+    # Flask-WTF's global CSRFProtect checks every POST: its form class carries the token (not SecureForm)
+    form_base_class = FlaskForm
+    filter_converter = FilterConverter()
+    page_size = 50
+    can_view_details = True
+
+    def load(self, model_class, object_id):
+        """The object of ``object_id`` or a 404 (ids in forms and URLs are user input)."""
+        try:
+            object_id = int(object_id)
+        except (TypeError, ValueError):
+            abort(404)
+        obj = db.session.get(model_class, object_id) if 0 < object_id <= 2**63 - 1 else None
+        if obj is None:
+            abort(404)
+        return obj
+
+    def confirmed(self) -> bool:
+        """The request's form carries a valid CSRF token (the global check has run; this reads the form)."""
+        return ConfirmForm().validate_on_submit()
+
+    def refused(self, exc: CommandRefused):
+        db.session.rollback()
+        flash(exc.message, "error")
+
+
+class ReadOnlyModelView(SecureModelView):
+    can_create = False
+    can_edit = False
+    can_delete = False

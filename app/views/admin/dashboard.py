@@ -1,0 +1,97 @@
+"""The console's dashboard: users, deployments by status and health, recent commands, failures, queues."""
+
+from datetime import timedelta
+
+from flask_admin import AdminIndexView, expose
+from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
+
+from ...extensions import db
+from ...models import ServiceCommand, ServiceDeployment, Status, User
+from ...models.deployments import Health
+from ...models.types import utcnow
+from ..charts import Bar, columns, hbars
+from .base import AdminOnly
+from .operations import rq_overview
+
+STATUS_COLOUR = {"COMPLETED": "success", "FAILED": "danger", "PENDING": "info", "INITIATED": "secondary"}
+HEALTH_COLOUR = {"healthy": "success", "unhealthy": "danger", "unknown": "secondary"}
+DAYS = 14
+
+
+def count(query) -> int:
+    return db.session.scalar(query) or 0
+
+
+def commands_per_day(now) -> tuple[list[str], dict[str, list[int]]]:
+    """Finished commands per UTC day over the last DAYS days, completed and failed."""
+    start = (now - timedelta(days=DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = [(start + timedelta(days=i)).strftime("%Y-%m-%d") for i in range(DAYS)]
+    rows = db.session.execute(
+        select(ServiceCommand.finished_at, ServiceCommand.status).where(
+            ServiceCommand.finished_at >= start, ServiceCommand.status.in_((Status.COMPLETED, Status.FAILED))
+        )
+    )
+    series = {"COMPLETED": [0] * DAYS, "FAILED": [0] * DAYS}
+    for finished_at, status in rows:
+        index = (finished_at - start).days
+        if 0 <= index < DAYS:
+            series[status.name][index] += 1
+    return days, series
+
+
+class DashboardView(AdminOnly, AdminIndexView):
+    @expose("/")
+    def index(self):
+        now = utcnow()
+        by_status = dict(
+            db.session.execute(select(ServiceDeployment.status, func.count()).group_by(ServiceDeployment.status)).all()
+        )
+        by_health = dict(
+            db.session.execute(
+                select(ServiceDeployment.health, func.count())
+                .where(ServiceDeployment.status != Status.REMOVED)
+                .group_by(ServiceDeployment.health)
+            ).all()
+        )
+        last_day = dict(
+            db.session.execute(
+                select(ServiceCommand.status, func.count())
+                .where(ServiceCommand.created_at >= now - timedelta(hours=24))
+                .group_by(ServiceCommand.status)
+            ).all()
+        )
+        failures = db.session.scalars(
+            select(ServiceCommand)
+            .where(ServiceCommand.status == Status.FAILED)
+            .options(joinedload(ServiceCommand.user), joinedload(ServiceCommand.plan))
+            .order_by(ServiceCommand.id.desc())
+            .limit(10)
+        ).all()
+        days, series = commands_per_day(now)
+        stats = {
+            "users": count(select(func.count()).select_from(User)),
+            "new_users": count(
+                select(func.count()).select_from(User).where(User.created_at >= now - timedelta(days=7))
+            ),
+            "live": sum(n for status, n in by_status.items() if status != Status.REMOVED),
+            "completed_24h": last_day.get(Status.COMPLETED, 0),
+            "failed_24h": last_day.get(Status.FAILED, 0),
+            "running": last_day.get(Status.PENDING, 0) + last_day.get(Status.INITIATED, 0),
+        }
+        charts = {
+            "status": hbars(
+                [Bar(s.name, by_status.get(s, 0), STATUS_COLOUR.get(s.name, "light")) for s in Status],
+                "Deployments by status",
+            ),
+            "health": hbars(
+                [Bar(h.value, by_health.get(h.value, 0), HEALTH_COLOUR[h.value]) for h in Health],
+                "Live deployments by health",
+            ),
+            "commands": columns(
+                days,
+                [("completed", "success", series["COMPLETED"]), ("failed", "danger", series["FAILED"])],
+                f"Commands finished per day, last {DAYS} days",
+            ),
+        }
+        return self.render("admin/index.html", stats=stats, charts=charts, failures=failures, rq=rq_overview())
