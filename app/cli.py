@@ -19,12 +19,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .accounts import AccountError, create_api_key, create_user, provision_and_commit
 from .extensions import db
-from .jobs.provisioning import enqueue_command
+from .jobs.provisioning import enqueue_command, submit_retry
 from .models import ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, Status, User
 from .models.types import utcnow
 from .models.users import USERID_RE
 from .ops.commands import CommandRefused, issue_command
-from .ops.engine import request_cancel, retry
+from .ops.engine import request_cancel
 from .ops.plans import PlanInUse, remove_plan
 from .ops.specs import SpecError, apply_specs, load_spec_files, spec_fallbacks
 
@@ -233,11 +233,9 @@ def retrycommand(command_id, wait):
     """Issue a failed command again, as a new command (its history is kept)."""
     command = find_command(command_id)
     try:
-        again = retry(command)
+        again = submit_retry(command)
     except CommandRefused as exc:
         raise click.ClickException(exc.message) from None
-    db.session.commit()
-    enqueue_command(again.id)
     click.echo(f"command {again.id}: retry of command {command_id} ({again.phase}), status {again.status.name}")
     if wait:
         follow_command(again.id, 3600)

@@ -466,8 +466,9 @@ def _count_load_sql(app, userid: str, key: str) -> dict:
 def _seed(users: int, deployments: int, tasks: int) -> dict:
     """Seed ``users`` users, ``deployments`` deployments over two plans, one command each with ``tasks`` tasks.
 
-    Set-based SQL (PostgreSQL): each table is one INSERT ... SELECT over generate_series. Returns the
-    seconds of each part.
+    Set-based SQL: each table is one INSERT ... SELECT over generate_series (PostgreSQL) or a recursive
+    series (SQLite, the same rows: see ``_seed_sqlite``). The plans of ``_load_plans`` must be there; the
+    users are ``list00000``... Returns (seconds, rows) of each part. Also used by ``bench.console``.
     """
     import time
 
@@ -481,8 +482,16 @@ def _seed(users: int, deployments: int, tasks: int) -> dict:
         began = time.perf_counter()
         with db.engine.begin() as connection:
             rows = connection.execute(text(sql), params).rowcount
-        timings[name] = (time.perf_counter() - began, rows)
+        timings[name] = (time.perf_counter() - began, rows if rows >= 0 else None)  # SQLite: -1 after a WITH
         return rows
+
+    if db.engine.dialect.name == "sqlite":
+        _seed_sqlite(timed, users, deployments, tasks)
+        began = time.perf_counter()
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("ANALYZE")
+        timings["analyze"] = (time.perf_counter() - began, None)
+        return timings
 
     timed(
         "users",
@@ -579,6 +588,114 @@ def _seed(users: int, deployments: int, tasks: int) -> dict:
         connection.exec_driver_sql("VACUUM ANALYZE")
     timings["vacuum analyze"] = (time.perf_counter() - began, None)
     return timings
+
+
+def _seed_sqlite(timed, users: int, deployments: int, tasks: int) -> None:
+    """The rows of ``_seed`` on SQLite: a recursive series for generate_series, json_object for jsonb, epoch
+    seconds formatted as SQLAlchemy writes datetimes there (``YYYY-MM-DD HH:MM:SS.ffffff``, UTC; ``%f`` is
+    ``SS.SSS``, hence ``|| '000'``)."""
+    import time
+
+    now = int(time.time())
+    timed(
+        "users",
+        """
+        WITH RECURSIVE g(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM g WHERE g + 1 < :users)
+        INSERT INTO users (email, userid, first_name, last_name, password_hash, active, admin, email_confirmed_at,
+                           created_at, company, billing_address, country, tax_id)
+        SELECT 'list' || printf('%05d', g) || '@bench.example.com', 'list' || printf('%05d', g), 'Bench',
+               'List ' || g, NULL, 1, 0, strftime('%Y-%m-%d %H:%M:%S', :now - 400 * 86400, 'unixepoch') || '.000000',
+               strftime('%Y-%m-%d %H:%M:%S', :now - 400 * 86400, 'unixepoch') || '.000000', '', '', '', ''
+        FROM g
+        """,
+        users=users,
+        now=now,
+    )
+    # the same deployments as on PostgreSQL (g.at: epoch seconds)
+    timed(
+        "deployments",
+        """
+        WITH RECURSIVE s(g) AS (SELECT 0 UNION ALL SELECT g + 1 FROM s WHERE g + 1 < :deployments),
+        u AS MATERIALIZED (
+            SELECT id, userid, (row_number() OVER (ORDER BY id)) - 1 AS n FROM users WHERE userid LIKE 'list%'
+        ), p AS MATERIALIZED (
+            SELECT p.id AS plan_id, c.id AS configuration_id, (row_number() OVER (ORDER BY p.name)) - 1 AS n
+            FROM service_plans p JOIN service_configurations c ON c.plan_id = p.id
+            WHERE p.name IN (:plan, :other)
+        ), g AS (
+            SELECT g, :now - (:deployments - g) * 60 AS at, printf('%032x', g * 2654435761) AS secret,
+                   CASE WHEN (g / :users) % 40 = 7 THEN 9 WHEN (g / :users) % 40 = 23 THEN 8 ELSE 5 END AS status
+            FROM s
+        )
+        INSERT INTO service_deployments (user_id, plan_id, configuration_id, settings, text, params, health,
+                                         checked_at, created_at, updated_at, removed_at, status)
+        SELECT u.id, p.plan_id, p.configuration_id,
+               CASE WHEN g.status = 8 THEN '{}' ELSE json_object('default', json_object(
+                   'OMEGA_MONGO_URL',
+                       'mongodb://' || u.userid || ':' || g.secret || :mongo_host || u.userid || '_' || g.g,
+                   'OMEGA_CELERY_CONFIG', json_object(
+                       'BROKER_URL', 'amqp://' || u.userid || ':' || g.secret || '@rabbitmq.bench.internal/',
+                       'CELERY_DEFAULT_QUEUE', 'default'),
+                   'OMEGA_USERID', u.userid, 'OMEGA_QUALIFIER', 'default')) END,
+               'deployed by the benchmark', json_object('size', '1'),
+               CASE WHEN g.status = 5 THEN 'healthy' ELSE 'unknown' END,
+               CASE WHEN g.status = 5 THEN strftime('%Y-%m-%d %H:%M:%S', g.at + 3600, 'unixepoch') || '.000000' END,
+               strftime('%Y-%m-%d %H:%M:%S', g.at, 'unixepoch') || '.000000',
+               strftime('%Y-%m-%d %H:%M:%S', g.at + 5, 'unixepoch') || '.000000',
+               CASE WHEN g.status = 8 THEN strftime('%Y-%m-%d %H:%M:%S', g.at + 86400, 'unixepoch') || '.000000' END,
+               g.status
+        FROM g JOIN u ON u.n = g.g % :users JOIN p ON p.n = (g.g / :users) % 2
+        ORDER BY g.g
+        """,
+        users=users,
+        deployments=deployments,
+        now=now,
+        plan=PLAN,
+        other=OTHER_PLAN,
+        mongo_host="@mongodb.bench.internal:27017/",
+    )
+    timed(
+        "commands",
+        """
+        INSERT INTO service_commands (issuer_id, user_id, plan_id, deployment_id, configuration_id, phase, params,
+                                      params_raw, failure_reason, failure_detail, idempotency_key, created_at,
+                                      started_at, finished_at, heartbeat_at, worker, status)
+        SELECT d.user_id, d.user_id, d.plan_id, d.id, d.configuration_id, 'install', json_object('size', '1'),
+               'size=1', CASE WHEN d.status = 9 THEN 'script error' END,
+               CASE WHEN d.status = 9 THEN 'step ' || :tasks || ' (noop) failed: exit code 1' ELSE '' END, NULL,
+               d.created_at, strftime('%Y-%m-%d %H:%M:%S', d.created_at, '+1 seconds') || '.000000',
+               strftime('%Y-%m-%d %H:%M:%S', d.created_at, '+4 seconds') || '.000000',
+               strftime('%Y-%m-%d %H:%M:%S', d.created_at, '+4 seconds') || '.000000', 'bench:1',
+               CASE WHEN d.status = 9 THEN 9 ELSE 5 END
+        FROM service_deployments d JOIN users u ON u.id = d.user_id
+        WHERE u.userid LIKE 'list%'
+        ORDER BY d.id
+        """,
+        tasks=tasks,
+    )
+    timed(
+        "tasks",
+        """
+        WITH RECURSIVE s(t) AS (SELECT 1 UNION ALL SELECT t + 1 FROM s WHERE t < :tasks)
+        INSERT INTO service_tasks (command_id, deployment_id, position, attempt, name, step, resolved, exit_code,
+                                   log, outputs, heartbeat_at, failure_reason, host, pgid, created_at, started_at,
+                                   finished_at, status)
+        SELECT c.id, c.deployment_id, s.t, 1, 'noop ' || s.t,
+               json_object('kind', 'script', 'target', 'noop.sh', 'language', 'shell', 'params', '',
+                           'timeout', 600, 'retries', 0),
+               NULL, CASE WHEN c.status = 9 AND s.t = :tasks THEN 1 ELSE 0 END,
+               'step ' || s.t || ' of command ' || c.id || ': ran noop.sh' || char(10) || 'done' || char(10), '{}',
+               strftime('%Y-%m-%d %H:%M:%f', c.started_at, '+' || (s.t * 0.2) || ' seconds') || '000',
+               CASE WHEN c.status = 9 AND s.t = :tasks THEN 'script error' END, 'bench', 4242, c.created_at,
+               strftime('%Y-%m-%d %H:%M:%f', c.started_at, '+' || ((s.t - 1) * 0.2) || ' seconds') || '000',
+               strftime('%Y-%m-%d %H:%M:%f', c.started_at, '+' || (s.t * 0.2) || ' seconds') || '000',
+               CASE WHEN c.status = 9 AND s.t = :tasks THEN 9 ELSE 5 END
+        FROM service_commands c CROSS JOIN s
+        WHERE c.user_id IN (SELECT id FROM users WHERE userid LIKE 'list%')
+        ORDER BY c.id, s.t
+        """,
+        tasks=tasks,
+    )
 
 
 def _targets() -> dict:

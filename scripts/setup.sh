@@ -2,8 +2,9 @@
 # Install what omegaops needs on a Debian machine, idempotently: system packages (with apt when
 # run as root, otherwise a list of what to install), the virtualenv and the Python packages.
 #   scripts/setup.sh run    what `make run` needs
-#   scripts/setup.sh test   that, plus PostgreSQL for the tests that must hold there
-#   scripts/setup.sh bench  that, plus wrk for the HTTP benchmarks
+#   scripts/setup.sh test   that, plus PostgreSQL for the tests that must hold there and Chromium for the
+#                           browser tests (Debian's: Playwright's own browser download is never used)
+#   scripts/setup.sh bench  run's and PostgreSQL, plus wrk for the HTTP benchmarks
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,9 @@ declare -A NEEDS=(
 )
 if [ "$purpose" = test ] || [ "$purpose" = bench ]; then
   NEEDS[postgresql]=/usr/lib/postgresql
+fi
+if [ "$purpose" = test ]; then
+  NEEDS[chromium]=/usr/bin/chromium
 fi
 if [ "$purpose" = bench ]; then
   NEEDS[wrk]=/usr/bin/wrk

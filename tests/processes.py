@@ -12,6 +12,20 @@ ROOT = Path(__file__).resolve().parent.parent
 FLASK = str(Path(sys.executable).parent / "flask")
 
 
+def load_shipped_services(app) -> None:
+    """Load the services of `make run` (services/*.yaml) with the scripts they ship, as `flask createservice` does.
+
+    Needs an app context; sets the app's SCRIPTS_DIR to the shipped scripts (processes started later inherit it).
+    """
+    from app.extensions import db
+    from app.ops.specs import apply_specs, load_spec_files, spec_fallbacks
+
+    app.config["SCRIPTS_DIR"] = ROOT / "services" / "scripts"
+    plans = load_spec_files([ROOT / "services"], app.config["SCRIPTS_DIR"], spec_fallbacks(app.config))
+    apply_specs(plans)
+    db.session.commit()
+
+
 def process_env(app, **extra) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OMEGAOPS_", "FLASK_"))}
     env.update(

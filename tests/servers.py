@@ -1,12 +1,17 @@
-"""Real servers for the test session: a Redis server and a throwaway PostgreSQL cluster, on 127.0.0.1."""
+"""Real servers for tests, on 127.0.0.1: Redis, throwaway PostgreSQL, SMTP (aiosmtpd) and the app over HTTP."""
 
+import contextlib
+import email
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from email import policy
 from pathlib import Path
 
 
@@ -144,3 +149,60 @@ class PostgresServer:
             stderr=subprocess.DEVNULL,
         )
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every message it receives."""
+
+    def __init__(self):
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[email.message.EmailMessage]:
+        """The messages sent to ``address``, oldest first (for an inbox that several tests share)."""
+        return [message for message in self.messages if message["To"] == address]
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on a free local port; what it receives is in ``inbox``."""
+
+    def __init__(self):
+        from aiosmtpd.controller import Controller
+
+        self.inbox = Inbox()
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=free_port())
+        self.controller.start()
+        self.port = self.controller.port
+
+    def stop(self):
+        self.controller.stop()
+
+
+def body_of(message) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def link_in(message, path: str) -> str:
+    """The first link to ``path`` in a mail's text."""
+    match = re.search(rf"https?://\S+{re.escape(path)}\S+", body_of(message))
+    assert match, body_of(message)
+    return match.group(0)
+
+
+@contextlib.contextmanager
+def serve_http(app):
+    """Serve ``app`` over HTTP on a free loopback port from a thread, as gunicorn would; yields its URL."""
+    from werkzeug.serving import make_server
+
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(10)
+        httpd.server_close()

@@ -2,16 +2,14 @@
 
 import email
 import logging
-import re
 from email import policy
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from app.mail import MailError, send_mail
 from app.models import User
 
-from .servers import free_port
+from .servers import SmtpServer, body_of, free_port, link_in
 
 SIGNUP = {
     "email": "ada@example.com",
@@ -24,37 +22,13 @@ SIGNUP = {
 RESET_CONTEXT = {"user": User(email="ada@example.com", first_name="Ada"), "link": "http://x/y", "max_age_minutes": 9}
 
 
-class Inbox:
-    """An aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self):
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=policy.default))
-        return "250 Message accepted for delivery"
-
-
 @pytest.fixture(name="smtp")
 def smtp_fixture(app):
     """A real SMTP server on a free local port, set as the app's MAIL_SERVER; yields its inbox."""
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=controller.port)
-    yield inbox
-    controller.stop()
-
-
-def body_of(message) -> str:
-    return message.get_body(preferencelist=("plain",)).get_content()
-
-
-def link_in(message, path: str) -> str:
-    """The first link to ``path`` in a mail's text."""
-    match = re.search(rf"https?://\S+{re.escape(path)}\S+", body_of(message))
-    assert match, body_of(message)
-    return match.group(0)
+    server = SmtpServer()
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=server.port)
+    yield server.inbox
+    server.stop()
 
 
 def test_send_mail_delivers_through_smtp(app, smtp):

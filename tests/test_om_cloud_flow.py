@@ -8,20 +8,16 @@ The server is the real app on a loopback port; the worker is a real ``flask work
 running the shipped ``worker`` service (services/worker.yaml).
 """
 
-import threading
-from pathlib import Path
-
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from app.accounts import create_api_key
 from app.extensions import db
 from app.models import ServiceDeployment, Status
-from app.ops.specs import apply_specs, load_spec_files, spec_fallbacks
 
 from .factories import make_user
-from .processes import ROOT, Process, wait_until
+from .processes import Process, load_shipped_services, wait_until
+from .servers import serve_http
 
 
 class ApiKeyAuth(requests.auth.AuthBase):
@@ -78,21 +74,14 @@ class OmegaClient:
 @pytest.fixture
 def server(app):
     """The app served over HTTP on a loopback port, as gunicorn would."""
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(10)
+    with serve_http(app) as url:
+        yield url
 
 
 @pytest.fixture
 def shipped_services(app, tmp_path):
     """The services of `make run`, with the scripts they ship (the worker service records sizes)."""
-    app.config["SCRIPTS_DIR"] = Path(ROOT, "services", "scripts")
-    plans = load_spec_files([Path(ROOT, "services")], app.config["SCRIPTS_DIR"], spec_fallbacks(app.config))
-    apply_specs(plans)
-    db.session.commit()
+    load_shipped_services(app)
 
 
 @pytest.fixture
