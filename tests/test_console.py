@@ -16,7 +16,7 @@ from app.ops import engine
 
 from .conftest import make_app
 from .engine_helpers import issue, make_script_plan, reload, write_script
-from .factories import PASSWORD, make_user
+from .factories import PASSWORD, make_plan, make_user
 from .test_mail import smtp_fixture  # noqa: F401 -- registers the smtp fixture here
 
 
@@ -378,3 +378,31 @@ def test_console_writes_need_the_csrf_token(sqlite_url, redis_url, tmp_path):
         assert db.session.get(User, user.id).active is False
         db.session.remove()
         db.drop_all()
+
+
+def test_commands_per_day_counts_by_utc_day_on_both_databases(any_app):
+    from datetime import UTC, datetime, timedelta
+
+    from app.views.admin.dashboard import DAYS, commands_per_day
+
+    make_plan()
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    finished = [
+        now.replace(hour=0, minute=0, second=0),  # today, first second
+        now - timedelta(days=1, hours=-11, seconds=1),  # yesterday 23:59:59
+        now - timedelta(days=DAYS + 1),  # before the window
+    ]
+    for when in finished:
+        command = issue("omegaml", make_user())
+        engine.execute(command.id, worker="test")
+        db.session.execute(
+            ServiceCommand.__table__.update().where(ServiceCommand.id == command.id).values(finished_at=when)
+        )
+    failed = issue("omegaml", make_user())
+    engine.request_cancel(failed)
+    db.session.execute(ServiceCommand.__table__.update().where(ServiceCommand.id == failed.id).values(finished_at=now))
+    db.session.commit()
+    days, series = commands_per_day(now)
+    assert days[-1] == "2026-11-28" and days[-2] == "2026-11-27" and len(days) == DAYS
+    assert series["COMPLETED"][-1] == 1 and series["COMPLETED"][-2] == 1 and sum(series["COMPLETED"]) == 2
+    assert series["FAILED"][-1] == 1 and sum(series["FAILED"]) == 1

@@ -33,6 +33,9 @@ class ServiceDeployment(StatusMixin, db.Model):
     __table_args__ = (
         Index("ix_service_deployments_user_plan_status", "user_id", "plan_id", "status"),
         Index("ix_service_deployments_created_at_id", "created_at", "id"),
+        # the console's filters, newest first, and the dashboard's counts
+        Index("ix_service_deployments_status_id", "status", "id"),
+        Index("ix_service_deployments_status_health", "status", "health"),
     )
     TRANSITIONS = DEPLOYMENT_TRANSITIONS
 
@@ -72,6 +75,9 @@ class ServiceCommand(StatusMixin, db.Model):
         Index("ix_service_commands_deployment_status", "deployment_id", "status"),
         Index("ix_service_commands_status_heartbeat", "status", "heartbeat_at"),
         Index("ix_service_commands_created_at_id", "created_at", "id"),
+        Index("ix_service_commands_status_id", "status", "id"),
+        Index("ix_service_commands_failure_reason_id", "failure_reason", "id"),
+        Index("ix_service_commands_finished_at_status", "finished_at", "status"),  # the dashboard's days
     )
     TRANSITIONS = RUN_TRANSITIONS
 
@@ -120,6 +126,8 @@ class ServiceTask(StatusMixin, db.Model):
     __table_args__ = (
         Index("ix_service_tasks_status_heartbeat", "status", "heartbeat_at"),
         Index("ix_service_tasks_created_at_id", "created_at", "id"),
+        Index("ix_service_tasks_status_id", "status", "id"),
+        Index("ix_service_tasks_failure_reason_id", "failure_reason", "id"),
     )
     TRANSITIONS = RUN_TRANSITIONS
 

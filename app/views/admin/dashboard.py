@@ -1,5 +1,6 @@
 """The console's dashboard: users, deployments by status and health, recent commands, failures, queues."""
 
+from collections import Counter
 from datetime import timedelta
 
 from flask_admin import AdminIndexView, expose
@@ -9,7 +10,7 @@ from sqlalchemy.orm import joinedload
 from ...extensions import db
 from ...models import ServiceCommand, ServiceDeployment, Status, User
 from ...models.deployments import Health
-from ...models.types import utcnow
+from ...models.types import utc_day, utcnow
 from ..charts import Bar, columns, hbars
 from .base import AdminOnly
 from .operations import rq_overview
@@ -24,19 +25,20 @@ def count(query) -> int:
 
 
 def commands_per_day(now) -> tuple[list[str], dict[str, list[int]]]:
-    """Finished commands per UTC day over the last DAYS days, completed and failed."""
+    """Finished commands per UTC day over the last DAYS days, completed and failed (grouped in SQL)."""
     start = (now - timedelta(days=DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     days = [(start + timedelta(days=i)).strftime("%Y-%m-%d") for i in range(DAYS)]
+    day = utc_day(ServiceCommand.finished_at)
     rows = db.session.execute(
-        select(ServiceCommand.finished_at, ServiceCommand.status).where(
-            ServiceCommand.finished_at >= start, ServiceCommand.status.in_((Status.COMPLETED, Status.FAILED))
-        )
+        select(day, ServiceCommand.status, func.count())
+        .where(ServiceCommand.finished_at >= start, ServiceCommand.status.in_((Status.COMPLETED, Status.FAILED)))
+        .group_by(day, ServiceCommand.status)
     )
     series = {"COMPLETED": [0] * DAYS, "FAILED": [0] * DAYS}
-    for finished_at, status in rows:
-        index = (finished_at - start).days
-        if 0 <= index < DAYS:
-            series[status.name][index] += 1
+    index = {name: i for i, name in enumerate(days)}
+    for name, status, n in rows:
+        if name in index:
+            series[status.name][index[name]] = n
     return days, series
 
 
@@ -44,16 +46,15 @@ class DashboardView(AdminOnly, AdminIndexView):
     @expose("/")
     def index(self):
         now = utcnow()
-        by_status = dict(
-            db.session.execute(select(ServiceDeployment.status, func.count()).group_by(ServiceDeployment.status)).all()
+        # one pass over the (status, health) index for both charts
+        by_status, by_health = Counter(), Counter()
+        counts = select(ServiceDeployment.status, ServiceDeployment.health, func.count()).group_by(
+            ServiceDeployment.status, ServiceDeployment.health
         )
-        by_health = dict(
-            db.session.execute(
-                select(ServiceDeployment.health, func.count())
-                .where(ServiceDeployment.status != Status.REMOVED)
-                .group_by(ServiceDeployment.health)
-            ).all()
-        )
+        for status, health, n in db.session.execute(counts):
+            by_status[status] += n
+            if status != Status.REMOVED:
+                by_health[health] += n
         last_day = dict(
             db.session.execute(
                 select(ServiceCommand.status, func.count())
