@@ -439,3 +439,12 @@ def test_url_steps_check_the_sha256(app, scripts, user, tmp_path):
     make_script_plan("bad", f"- script: {{url: 'file://{script}', sha256: '{zeros}'}}")
     command, status = run(issue("bad", user))
     assert status is Status.FAILED and "sha256 mismatch" in command.failure_detail
+
+
+def test_a_failing_python_step_keeps_what_it_said_in_its_log(app, scripts, tmp_path):
+    make_script_plan("flaky", "- task: tests.steps.fail_unless_flag\n  name: disk check\n", one_per_user=False)
+    command = issue("flaky", make_user(), params=f"flag={tmp_path / 'fixed'}")
+    engine.execute(command.id, worker="test")
+    (task,) = tasks_of(command.id)
+    assert task.status == Status.FAILED and task.failure_reason == "script error"
+    assert task.log.startswith("checking the disk\n") and "RuntimeError: no space left on the disk" in task.log

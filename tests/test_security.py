@@ -83,3 +83,13 @@ def test_production_session_cookie_is_secure(monkeypatch, tmp_path):
     app = create_app(ProductionConfig, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'p.db'}")
     assert app.config["SESSION_COOKIE_SECURE"] is True
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True and app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_the_only_inline_handler_allowed_is_flask_admins_return_false():
+    import base64
+    import hashlib
+
+    from app.security import FLASK_ADMIN_HANDLERS
+
+    digest = base64.b64encode(hashlib.sha256(b"return false;").digest()).decode()
+    assert FLASK_ADMIN_HANDLERS == f"'unsafe-hashes' 'sha256-{digest}'"

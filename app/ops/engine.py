@@ -250,20 +250,27 @@ def _execute_callable(command, task, step, params, secrets, created) -> tuple[di
         params=params,
         env=dict(command.configuration.env or {}),
     )
+    mask = make_masker(secrets)
     try:
         outputs = func(ctx) or {}
     except CommandRefused as exc:
-        raise script_error(exc.message) from None
+        raise script_error(exc.message, log=mask(said(ctx))) from None
     except Exception as exc:
         log.exception("command %s: step %s raised", command.id, step.target)
-        raise script_error(f"{type(exc).__name__}: {exc}") from None
+        # what the step said before it failed stays in its task's log (the failure is added after it)
+        raise script_error(f"{type(exc).__name__}: {exc}", log=mask(said(ctx))) from None
     if not isinstance(outputs, dict):
         raise StepFailed(
             FailureReason.SCRIPT_ERROR.value, f"{step.target} returned {type(outputs).__name__}, not a dict"
         )
     created.extend(ctx.issued)
     mask = make_masker(secrets | collect_secrets(outputs))
-    return outputs, mask("\n".join(ctx.log) + ("\n" if ctx.log else ""))
+    return outputs, mask(said(ctx))
+
+
+def said(ctx: StepContext) -> str:
+    """A callable step's log lines as log text."""
+    return "\n".join(ctx.log) + ("\n" if ctx.log else "")
 
 
 def _script_path(step: ServiceStep, resolved: str | None) -> Path:

@@ -1,5 +1,7 @@
 """What every console view shares: admins only, CSRF on every form, filters for our column types."""
 
+import json
+
 from flask import abort, flash, redirect, request, url_for
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla import filters as sqla_filters
@@ -64,7 +66,9 @@ def health_formatter(view, context, model, name):
 
 
 def masked_formatter(view, context, model, name):
-    return Markup("<code>{}</code>").format(masked_params(getattr(model, name) or {}))
+    """A JSON column (settings, params, env) as JSON, its secrets masked."""
+    value = masked_params(getattr(model, name) or {})
+    return Markup('<code class="text-break">{}</code>').format(json.dumps(value, sort_keys=True))
 
 
 def when_formatter(view, context, model, name):
