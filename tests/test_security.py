@@ -92,4 +92,4 @@ def test_the_only_inline_handler_allowed_is_flask_admins_return_false():
     from app.security import FLASK_ADMIN_HANDLERS
 
     digest = base64.b64encode(hashlib.sha256(b"return false;").digest()).decode()
-    assert FLASK_ADMIN_HANDLERS == f"'unsafe-hashes' 'sha256-{digest}'"
+    assert f"'unsafe-hashes' 'sha256-{digest}'" == FLASK_ADMIN_HANDLERS
