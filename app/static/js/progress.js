@@ -1,4 +1,4 @@
-// Live progress of a command (templates/services/command.html): polls the page's JSON endpoint
+// Live progress of a command (templates/services/command.html): polls (poll.js) the page's JSON endpoint
 // once a second and updates the status, the progress bar, the steps and the log tail. When the
 // command finishes, the page is reloaded so the server renders the final state (retry form included).
 (function () {
@@ -70,29 +70,12 @@
     document.getElementById("log-name").textContent = data.log.name || "";
   }
 
-  var failures = 0;
-  function poll() {
-    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("HTTP " + response.status);
-        }
-        return response.json();
-      })
-      .then(function (data) {
-        failures = 0;
-        render(data);
-        if (data.final) {
-          window.location.reload();
-          return;
-        }
-        window.setTimeout(poll, 1000);
-      })
-      .catch(function () {
-        // the server restarting or the network gone: back off, keep the page as it is
-        failures += 1;
-        window.setTimeout(poll, Math.min(1000 * Math.pow(2, failures), 30000));
-      });
-  }
-  window.setTimeout(poll, 1000);
+  window.omegaops.poll(function () { return url; }, function (data) {
+    render(data);
+    if (data.final) {
+      window.location.reload();
+      return null;
+    }
+    return 1000;
+  });
 })();

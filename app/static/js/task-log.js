@@ -8,44 +8,27 @@
   }
   var url = pre.dataset.logUrl;
   var offset = parseInt(pre.dataset.offset, 10) || 0;
-  var failures = 0;
-
-  function poll() {
-    fetch(url + "?offset=" + offset, { credentials: "same-origin", cache: "no-store" })
-      .then(function (response) {
-        if (!response.ok) {
-          throw new Error("HTTP " + response.status);
-        }
-        return response.json();
-      })
-      .then(function (data) {
-        failures = 0;
-        var atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-        if (data.reset) {
-          pre.textContent = "";
-        }
-        if (data.text) {
-          pre.append(data.text);
-        }
-        offset = data.offset;
-        if (atBottom) {
-          pre.scrollTop = pre.scrollHeight;
-        }
-        var status = document.querySelector("#task-status .status-badge");
-        if (status && status.dataset.status !== data.status) {
-          status.dataset.status = data.status;
-          status.textContent = data.status;
-        }
-        if (data.final) {
-          window.location.reload();  // the server renders the finished task's fields
-          return;
-        }
-        window.setTimeout(poll, data.text && data.text.length >= 64000 ? 0 : 1000);
-      })
-      .catch(function () {
-        failures += 1;
-        window.setTimeout(poll, Math.min(1000 * Math.pow(2, failures), 30000));
-      });
-  }
-  window.setTimeout(poll, 1000);
+  window.omegaops.poll(function () { return url + "?offset=" + offset; }, function (data) {
+    var atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    if (data.reset) {
+      pre.textContent = "";
+    }
+    if (data.text) {
+      pre.append(data.text);
+    }
+    offset = data.offset;
+    if (atBottom) {
+      pre.scrollTop = pre.scrollHeight;
+    }
+    var status = document.querySelector("#task-status .status-badge");
+    if (status && status.dataset.status !== data.status) {
+      status.dataset.status = data.status;
+      status.textContent = data.status;
+    }
+    if (data.final) {
+      window.location.reload();  // the server renders the finished task's fields
+      return null;
+    }
+    return data.text && data.text.length >= 64000 ? 0 : 1000;  // catching up: at once
+  });
 })();
