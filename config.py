@@ -85,6 +85,10 @@ SETTINGS = {
     "SIGNUP_RATE_LIMIT": _to_str,
     "RESET_RATE_LIMIT": _to_str,
     "APIKEY_FAILURE_LIMIT": _to_str,
+    "TASK_LOG_RETENTION_DAYS": _to_int,
+    "IDEMPOTENCY_KEY_DAYS": _to_int,
+    "PERIODIC_RUN_DAYS": _to_int,
+    "USAGE_LATE_POLICY": _to_str,
 }
 ENV_NAMES = {"SQLALCHEMY_DATABASE_URI": "DATABASE_URL"}
 
@@ -116,6 +120,10 @@ class Config:
     TASK_LOG_HEAD = 64 * 1024  # characters of a task's log kept from its start ...
     TASK_LOG_TAIL = 64 * 1024  # ... and from its end
     COMMAND_JOB_TIMEOUT = 24 * 3600  # RQ's limit for one command; steps have their own timeouts
+    # maintenance (daily): older task logs are cut to a summary; older keys and run records are deleted
+    TASK_LOG_RETENTION_DAYS = 90
+    IDEMPOTENCY_KEY_DAYS = 7  # an Idempotency-Key replays its first answer for this long
+    PERIODIC_RUN_DAYS = 30
     # accounts
     PUBLIC_URL = ""  # how users reach this service, for links in emails; empty: the request's own URL
     SIGNUP_CONFIRMATION = True  # new accounts confirm their email before they can log in and are provisioned

@@ -22,6 +22,7 @@ def create_app(config_class: type[Config] | None = None, **overrides) -> Flask:
     register_api(app)
     register_admin(app)
     register_jobs(app)
+    register_usage(app)
     register_commands(app)
     return app
 
@@ -59,12 +60,13 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from .views import account, auth, main, services
+    from .views import account, auth, main, services, usage
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(services.bp)
+    app.register_blueprint(usage.bp)
 
 
 def register_api(app: Flask) -> None:
@@ -85,10 +87,18 @@ def register_jobs(app: Flask) -> None:
     init_queues(app)
 
 
+def register_usage(app: Flask) -> None:
+    from .usage.requests import init_request_log
+
+    init_request_log(app)
+
+
 def register_commands(app: Flask) -> None:
     from . import cli
     from .jobs import schedule, worker
+    from .usage import cli as usage_cli
 
     cli.register(app)
+    usage_cli.register(app)
     worker.register(app)
     schedule.register(app)

@@ -369,14 +369,16 @@ def createadmin(email, userid, password_stdin, generate_password, if_none):
 @click.option("--last-name", default="")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input (else: no password).")
 @click.option("--confirmed", is_flag=True, help="Mark the email confirmed and provision the user now.")
+@click.option("--service-account", is_flag=True, help="May report usage events for any user (the usage API).")
 @db_command
-def createuser(email, userid, first_name, last_name, password_stdin, confirmed):
+def createuser(email, userid, first_name, last_name, password_stdin, confirmed, service_account):
     """Create a user (e.g. a service account); with --confirmed, their omegaml service is provisioned."""
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
     try:
         user = create_user(email, password, first_name, last_name, userid=userid, confirmed=confirmed)
     except AccountError as exc:
         raise click.ClickException(exc.message) from None
+    user.service_account = service_account
     if confirmed:
         command_id = provision_and_commit(user)
     else:

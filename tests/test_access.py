@@ -76,15 +76,21 @@ def owned(status):
 
 
 SERVICE = "/admin/api/v2/service"
-ADMIN_MODELS = r"/admin/(user|serviceplan|serviceconfiguration|servicedeployment|servicecommand|servicetask)"
-EDITABLE_MODELS = r"/admin/(user|serviceplan)"
-READ_ONLY_MODELS = r"/admin/(serviceconfiguration|servicedeployment|servicecommand|servicetask)"
+ADMIN_MODELS = (
+    r"/admin/(user|serviceplan|serviceconfiguration|servicedeployment|servicecommand|servicetask"
+    r"|metric|usageevent|usagedaily|periodicrun)"
+)
+EDITABLE_MODELS = r"/admin/(user|serviceplan|metric)"
+READ_ONLY_MODELS = (
+    r"/admin/(serviceconfiguration|servicedeployment|servicecommand|servicetask|usageevent|usagedaily|periodicrun)"
+)
 
 ACCESS = [
     # pages
     Access("/", {"GET"}, logged_in(200, (302, "/services"))),  # visitors see the catalog
     # self-service: user owns the deployment and the (completed) command of build_world(service=True)
     Access("/services", {"GET"}, logged_in(LOGIN, 200)),
+    Access("/usage", {"GET"}, logged_in(LOGIN, 200)),
     # empty params: user has the omegaml deployment already (one per user), the others get theirs installed
     Access(
         "/services/<plan_name>/install",
@@ -152,6 +158,8 @@ ACCESS = [
         {"anonymous": 401, "user": 404, "other": 403, "admin": 404},
         query={"other": "user={user}", "admin": "user={user}"},
     ),
+    # usage events come from admins and service accounts: {} has no events, a 400 once allowed in
+    Access("/admin/api/v2/usage/event/", {"POST"}, api_admin_only(400)),
     # sign-up and reset are open to anyone: an empty body is a 400, never a 401
     Access("/admin/api/v2/auth/(signup|reset)/", {"POST"}, every_role(400)),
     Access("/admin/api/v2/auth/user/", {"GET", "PATCH"}, logged_in(401, 200)),  # one's own record

@@ -11,7 +11,7 @@ from flask import Flask, request
 
 def register(app: Flask) -> None:
     from ..extensions import csrf
-    from . import auth_resources, config, deployments, docs, plans
+    from . import auth_resources, config, deployments, docs, plans, usage
     from .parsing import reject_nul_in_request
     from .rest import document_errors, init_api
 
@@ -20,7 +20,7 @@ def register(app: Flask) -> None:
         if request.path.startswith(("/api/", "/admin/api/")):
             reject_nul_in_request()
 
-    for blueprint in (config.bp, auth_resources.bp, docs.bp):
+    for blueprint in (config.bp, auth_resources.bp, docs.bp, usage.bp):
         csrf.exempt(blueprint)
         app.register_blueprint(blueprint)
     api = init_api(app)

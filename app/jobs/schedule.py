@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from rq.cron import CronScheduler
 
 from .queues import PERIODIC, get_redis
+from .recorded import run_recorded
 from .worker import wait_for_redis
 
 LOCK_KEY = "omegaops:scheduler:lock"
@@ -30,9 +31,14 @@ class Periodic:
     timeout: int = 300
 
 
+# cron strings are UTC (RQ 2 computes them from an aware UTC now; test_schedule pins it under another TZ)
 SCHEDULE: list[Periodic] = [
     Periodic("app.jobs.periodic.dispatch_initiated", interval=5, timeout=60),
     Periodic("app.jobs.periodic.reap_lost_tasks", interval=30, timeout=120),
+    Periodic("app.jobs.periodic.health_checks", cron="*/15 * * * *", timeout=300),
+    Periodic("app.usage.requests.drain_request_log", interval=10, timeout=300),
+    Periodic("app.usage.rollup.rollup", cron="7 * * * *", timeout=3600),
+    Periodic("app.jobs.maintenance.maintenance", cron="30 3 * * *", timeout=3600),
 ]
 
 
@@ -93,9 +99,17 @@ def build_cron(schedule: list[Periodic], connection: Redis, lock_ttl: int = 30) 
     cron = LockedCronScheduler(connection, lock_ttl=lock_ttl)
     for job in schedule:
         module_name, attr = job.func.rsplit(".", 1)
-        func = getattr(importlib.import_module(module_name), attr)
+        getattr(importlib.import_module(module_name), attr)  # a typo fails at start, not at the first run
+        # every run goes through run_recorded (a row in periodic_runs); named after the job, not the wrapper
         cron.register(
-            func, queue_name=PERIODIC, interval=job.interval, cron=job.cron, job_timeout=job.timeout, result_ttl=600
+            run_recorded,
+            queue_name=PERIODIC,
+            args=(job.func,),
+            interval=job.interval,
+            cron=job.cron,
+            job_timeout=job.timeout,
+            result_ttl=600,
+            name=job.func,
         )
     return cron
 

@@ -2,17 +2,22 @@
 
 from .deployments import FailureReason, Health, ServiceCommand, ServiceDeployment, ServiceTask
 from .idempotency import IdempotencyKey
+from .periodic import PeriodicRun
 from .services import Phase, ServiceConfiguration, ServicePlan, ServiceStep, StepKind
 from .status import IllegalTransition, Status
+from .usage import Aggregation, Metric, Source, UsageCheckpoint, UsageDaily, UsageEvent
 from .users import ApiKey, Group, User
 
 __all__ = [
+    "Aggregation",
     "ApiKey",
     "FailureReason",
     "Group",
     "Health",
     "IdempotencyKey",
     "IllegalTransition",
+    "Metric",
+    "PeriodicRun",
     "Phase",
     "ServiceCommand",
     "ServiceConfiguration",
@@ -20,7 +25,11 @@ __all__ = [
     "ServicePlan",
     "ServiceStep",
     "ServiceTask",
+    "Source",
     "Status",
     "StepKind",
+    "UsageCheckpoint",
+    "UsageDaily",
+    "UsageEvent",
     "User",
 ]

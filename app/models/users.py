@@ -7,6 +7,7 @@ from typing import Optional
 from flask import current_app
 from flask_login import UserMixin
 from sqlalchemy import Column, ForeignKey, String, Table, Text, select
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -35,6 +36,8 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(default=True)
     admin: Mapped[bool] = mapped_column(default=False)
+    # a service account reports usage events for any user (POST /admin/api/v2/usage/event)
+    service_account: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     email_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     # profile, snapshotted onto invoices when they are finalized

@@ -5,12 +5,24 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
 from ...extensions import db
-from ...models import ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, ServiceTask, User
+from ...models import (
+    Metric,
+    PeriodicRun,
+    ServiceCommand,
+    ServiceConfiguration,
+    ServiceDeployment,
+    ServicePlan,
+    ServiceTask,
+    UsageDaily,
+    UsageEvent,
+    User,
+)
 from ...security import csp_nonce
 from .dashboard import DashboardView
 from .operations import OperationsView
 from .plans import ConfigurationView, PlanView
 from .runs import CommandView, DeploymentView, TaskView
+from .usage import MetricView, PeriodicRunView, UsageDailyView, UsageEventView
 from .users import UserView
 
 
@@ -29,5 +41,9 @@ def init_admin(app: Flask) -> Admin:
     admin.add_view(DeploymentView(ServiceDeployment, db, name="Deployments", category="Services"))
     admin.add_view(CommandView(ServiceCommand, db, name="Commands", category="Services"))
     admin.add_view(TaskView(ServiceTask, db, name="Tasks", category="Services"))
+    admin.add_view(MetricView(Metric, db, name="Metrics", category="Usage"))
+    admin.add_view(UsageEventView(UsageEvent, db, name="Events", category="Usage"))
+    admin.add_view(UsageDailyView(UsageDaily, db, name="Daily usage", category="Usage"))
     admin.add_view(OperationsView(name="Operations", endpoint="operations", url="/admin/operations"))
+    admin.add_view(PeriodicRunView(PeriodicRun, db, name="Periodic runs"))
     return admin

@@ -7,13 +7,15 @@ from flask import abort, flash, redirect, url_for
 from flask_admin import BaseView, expose
 from redis.exceptions import RedisError
 from rq import Worker
-from rq.cron import get_cron_job_ids
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from sqlalchemy import select
 
+from ...extensions import db
 from ...jobs.queues import ALL_QUEUES, get_queue, get_redis
 from ...jobs.schedule import SCHEDULE
+from ...models import PeriodicRun
 from .base import AdminOnly, ConfirmForm
 
 FAILED_SHOWN = 50
@@ -55,21 +57,17 @@ def rq_overview() -> dict:
 
 
 def periodic_runs(now: datetime) -> list[dict]:
-    """Each periodic job with its latest run (from RQ's cron history) and its next run."""
-    connection = get_redis()
+    """Each periodic job with its latest recorded run (``periodic_runs``), its outcome and its next run."""
     rows = []
     for periodic in SCHEDULE:
-        last = None
-        for job_id in get_cron_job_ids(periodic.func, connection, 0, 0):
-            try:
-                last = Job.fetch(job_id, connection=connection)
-            except NoSuchJobError:
-                last = None
-        enqueued = _utc(last.enqueued_at) if last is not None else None
+        last = db.session.scalar(
+            select(PeriodicRun).where(PeriodicRun.job == periodic.func).order_by(PeriodicRun.id.desc()).limit(1)
+        )
+        started = last.started_at if last is not None else None
         if periodic.cron:
-            next_run = croniter(periodic.cron, enqueued or now).get_next(datetime)
-        elif enqueued is not None:
-            next_run = enqueued + timedelta(seconds=periodic.interval)
+            next_run = croniter(periodic.cron, max(started or now, now - timedelta(seconds=1))).get_next(datetime)
+        elif started is not None:
+            next_run = max(started + timedelta(seconds=periodic.interval), now)
         else:
             next_run = None  # runs when the scheduler starts
         rows.append(
@@ -77,11 +75,12 @@ def periodic_runs(now: datetime) -> list[dict]:
                 "job": periodic,
                 "every": f"every {periodic.interval} s" if periodic.interval else f"cron {periodic.cron} (UTC)",
                 "last": last,
-                "outcome": last.get_status(refresh=False) if last is not None else None,
-                "started": _utc(last.started_at) if last is not None else None,
-                "ended": _utc(last.ended_at) if last is not None else None,
+                "outcome": last.outcome if last is not None else None,
+                "started": started,
+                "ended": last.finished_at if last is not None else None,
                 "next": next_run,
-                "error": last_error(last) if last is not None else "",
+                "error": last.detail if last is not None and last.outcome == PeriodicRun.FAILED else "",
+                "detail": last.detail if last is not None else "",
             }
         )
     return rows
@@ -104,9 +103,10 @@ class OperationsView(AdminOnly, BaseView):
         now = datetime.now(UTC)
         overview = rq_overview()
         runs, failed = [], []
+        runs = periodic_runs(now)
         if overview["error"] is None:
             try:
-                runs, failed = periodic_runs(now), failed_jobs()
+                failed = failed_jobs()
             except RedisError as exc:
                 overview["error"] = f"Redis does not answer: {exc}"
         return self.render(
