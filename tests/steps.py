@@ -30,3 +30,8 @@ def fail_unless_flag(ctx) -> dict:
         raise RuntimeError("no space left on the disk")
     ctx.say("disk ok")
     return {}
+
+
+def broken_job():
+    """A periodic job that fails, for the run records."""
+    raise RuntimeError("the job broke")
