@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -164,6 +165,109 @@ def insert_rows(rows: list[dict]) -> set[str]:
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(UsageEvent).on_conflict_do_nothing(index_elements=["id"]).returning(UsageEvent.id)
     return set(db.session.scalars(statement, rows, execution_options={"render_nulls": True}))
+
+
+COLUMNS = (
+    "id",
+    "time",
+    "end",
+    "duration",
+    "user_id",
+    "plan_id",
+    "kind",
+    "action",
+    "quantity",
+    "source",
+    "client_ip",
+    "data",
+    "ingested_at",
+)
+
+
+# built from the constant column names above, nothing else
+_NAMES = ", ".join(f'"{name}"' for name in COLUMNS)
+SQLITE_INSERT = (
+    f"INSERT INTO usage_events ({_NAMES}) VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (id) DO NOTHING"  # noqa: S608
+)
+PG_COPY = f"COPY usage_events_load ({_NAMES}) FROM STDIN"
+PG_INSERT = f"INSERT INTO usage_events ({_NAMES}) SELECT {_NAMES} FROM usage_events_load ON CONFLICT (id) DO NOTHING"  # noqa: S608
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    # the text SQLAlchemy's SQLite DATETIME writes (UTC, no offset, microseconds): read back as UTCDateTime does
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def insert_many(rows: list[dict]) -> int:
+    """``insert_rows`` for bulk loads, where per-event answers are not needed: how many were new.
+
+    The database's own bulk paths -- ``executemany`` on SQLite, ``COPY`` into a temporary table then one
+    ``INSERT ... ON CONFLICT DO NOTHING`` on PostgreSQL -- with the values converted here, not per row
+    by the ORM. The same unique key decides. The caller commits.
+    """
+    if not rows:
+        return 0
+    connection = db.session.connection()
+    dialect = connection.dialect.name
+    raw = connection.connection.driver_connection
+    if dialect == "sqlite":
+        ingested_at = _sqlite_time(rows[0]["ingested_at"])  # one batch, one time
+        cursor = raw.cursor()
+        # random ids go all over the primary key's b-tree: a larger page cache keeps it in memory
+        cursor.execute("PRAGMA cache_size=-65536")
+        cursor.executemany(
+            SQLITE_INSERT,
+            (
+                (
+                    row["id"],
+                    _sqlite_time(row["time"]),
+                    _sqlite_time(row["end"]),
+                    row["duration"],
+                    row["user_id"],
+                    row["plan_id"],
+                    row["kind"],
+                    row["action"],
+                    row["quantity"],
+                    row["source"],
+                    row["client_ip"],
+                    orjson.dumps(row["data"]).decode(),
+                    ingested_at,
+                )
+                for row in rows
+            ),
+        )
+        return cursor.rowcount
+    if dialect == "postgresql":
+        with raw.cursor() as cursor:
+            cursor.execute(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS usage_events_load (LIKE usage_events) ON COMMIT DELETE ROWS"
+            )
+            with cursor.copy(PG_COPY) as copy:
+                for row in rows:
+                    copy.write_row(
+                        (
+                            row["id"],
+                            row["time"],
+                            row["end"],
+                            row["duration"],
+                            row["user_id"],
+                            row["plan_id"],
+                            row["kind"],
+                            row["action"],
+                            row["quantity"],
+                            row["source"],
+                            row["client_ip"],
+                            orjson.dumps(row["data"]).decode(),
+                            row["ingested_at"],
+                        )
+                    )
+            cursor.execute(PG_INSERT)
+            inserted = cursor.rowcount
+            cursor.execute("DELETE FROM usage_events_load")
+            return inserted
+    return len(insert_rows(rows))
 
 
 @dataclass
