@@ -5,7 +5,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from app.extensions import db
 from app.jobs.queues import get_redis
@@ -325,3 +325,21 @@ def test_metrics_are_managed_in_the_console(client, login, app):
     for path in ("/admin/metric/", "/admin/usageevent/", "/admin/usagedaily/", "/admin/periodicrun/"):
         assert client.get(path).status_code == 200, path
     assert ServicePlan.by_name("omegaml") is not None
+
+
+def test_bulk_ingestion_counts_each_event_once_on_both_databases(any_app, tmp_path):
+    from app.models import UsageCheckpoint
+
+    user = make_user(userid="ada")
+    when = datetime.now(UTC).replace(microsecond=123456) - timedelta(minutes=1)
+    log = tmp_path / "bulk.log"
+    write_lines(log, [event(id=f"bulk{i}", when=when, data={"n": i}) for i in range(50)] + [event(id="bulk0")], "w")
+    report = ingest_path(str(log), batch=20)
+    assert (report.inserted, report.duplicates, report.malformed) == (50, 1, 0)
+    db.session.execute(delete(UsageCheckpoint))  # forget how far it read: the ids still decide
+    db.session.commit()
+    report = ingest_path(str(log), batch=20)
+    assert (report.inserted, report.duplicates) == (0, 51) and count_events() == 50
+    stored = db.session.get(UsageEvent, "bulk7")
+    assert stored.time == when and stored.user_id == user.id and stored.data == {"n": 7}
+    assert stored.end == when + timedelta(seconds=2) and stored.duration == 2.0 and stored.source == "log"
