@@ -755,3 +755,55 @@ def test_resolve_script_accepts_a_scripts_dir_reached_through_a_symlink(scripts_
     link.symlink_to(scripts_dir)
     assert resolve_script(link, "install.sh") == (scripts_dir / "install.sh").resolve()
     assert resolve_script(link, "../outside.sh") is None
+
+
+METRICS_SPEC = """
+- plan: metered
+  metrics:
+    - {name: requests, kind: api, action: request, aggregation: count, unit: requests}
+    - {name: resources, kind: api, aggregation: unique, field: request_resource_name}
+"""
+
+
+def test_plans_define_their_metrics_in_the_spec(app):
+    from app.models import Metric
+    from app.ops.specs import plan_spec
+
+    config = app.config
+    (result,) = apply_specs(parse_specs(METRICS_SPEC, "m.yaml", config["SCRIPTS_DIR"], spec_fallbacks(config)))
+    db.session.commit()
+    metrics = {m.name: m for m in db.session.scalars(select(Metric))}
+    assert metrics["requests"].action == "request" and metrics["resources"].action is None
+    assert metrics["resources"].field == "request_resource_name" and metrics["requests"].unit == "requests"
+    (again,) = apply_specs(parse_specs(METRICS_SPEC, "m.yaml", config["SCRIPTS_DIR"], spec_fallbacks(config)))
+    assert again.action == "unchanged"
+    changed = METRICS_SPEC.replace("unit: requests", "unit: calls")
+    (updated,) = apply_specs(parse_specs(changed, "m.yaml", config["SCRIPTS_DIR"], spec_fallbacks(config)))
+    db.session.commit()
+    assert (
+        updated.action == "updated"
+        and db.session.scalar(select(Metric.unit).where(Metric.name == "requests")) == "calls"
+    )
+    exported = plan_spec(ServicePlan.by_name("metered"))
+    assert exported["metrics"][0] == {
+        "aggregation": "count",
+        "action": "request",
+        "kind": "api",
+        "name": "requests",
+        "unit": "calls",
+    }
+
+
+@pytest.mark.parametrize(
+    "metric, message",
+    [
+        ("{name: x, kind: api, aggregation: median}", "aggregation: 'median' is not one of"),
+        ("{name: x, kind: api, aggregation: unique}", "a unique count needs the data field"),
+        ("{name: x, aggregation: count}", "kind: a text of 1 to 50 characters is required"),
+        ("{name: x, kind: api, colour: red}", "unknown field 'colour'"),
+    ],
+)
+def test_bad_metrics_are_refused_with_the_reason(app, metric, message):
+    text = f"- plan: metered\n  metrics:\n    - {metric}\n"
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_specs(text, "m.yaml", app.config["SCRIPTS_DIR"], spec_fallbacks(app.config))

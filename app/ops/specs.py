@@ -48,7 +48,19 @@ VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 DOTTED_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 LANGUAGES = {".sh": "shell", ".bash": "shell", ".py": "python"}
-PLAN_KEYS = {"plan", "title", "description", "offered", "one_per_user", "defaults", "configuration", "steps"}
+PLAN_KEYS = {
+    "plan",
+    "title",
+    "description",
+    "offered",
+    "one_per_user",
+    "defaults",
+    "configuration",
+    "steps",
+    "metrics",
+}
+METRIC_KEYS = {"name", "kind", "action", "aggregation", "field", "unit"}
+AGGREGATIONS = ("count", "sum", "max", "unique", "duration")
 STEP_KEYS = {"task", "script", "name", "language", "params", "phases", "timeout", "retries"}
 MAX_TIMEOUT = 24 * 3600
 # the column sizes of ServicePlan.title, ServiceStep.ref and ServiceStep.target / repository
@@ -83,6 +95,7 @@ class PlanSpec:
     fields: dict  # the plan fields the spec sets; absent ones keep their current value
     env: dict[str, str]
     steps: list[StepSpec]
+    metrics: list[dict] | None = None  # None: the spec says nothing of metrics (they stay as they are)
 
     @property
     def digest(self) -> str:
@@ -229,7 +242,71 @@ def _parse_plan(item, index, where, scripts_dir, fallbacks, environ) -> PlanSpec
     if not isinstance(raw_steps, list):
         where.fail("steps: must be a list of steps", plan=name)
     steps = [_parse_step(raw, number, name, where, scripts_dir) for number, raw in enumerate(raw_steps, start=1)]
-    return PlanSpec(name=name, fields=fields, env=env, steps=steps)
+    metrics = _parse_metrics(item["metrics"], name, where) if "metrics" in item else None
+    return PlanSpec(name=name, fields=fields, env=env, steps=steps, metrics=metrics)
+
+
+def _parse_metrics(raw, plan, where) -> list[dict]:
+    """``metrics:`` -- what the plan measures from usage events (see app/models/usage.py)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        where.fail("metrics: must be a list of metrics", plan=plan)
+    metrics, names = [], set()
+    for number, metric in enumerate(raw, start=1):
+
+        def fail(message, number=number):
+            where.fail(f"metrics[{number}]: {message}", plan=plan)
+
+        if not isinstance(metric, dict):
+            fail("must be a mapping with name, kind and aggregation")
+        unknown = unknown_keys(metric, METRIC_KEYS)
+        if unknown:
+            fail(f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(METRIC_KEYS))})")
+        for key, limit in (("name", 63), ("kind", 50)):
+            if not isinstance(metric.get(key), str) or not metric[key].strip() or len(metric[key]) > limit:
+                fail(f"{key}: a text of 1 to {limit} characters is required")
+        for key, limit in (("action", 100), ("field", 100), ("unit", 20)):
+            if metric.get(key) is not None and (not isinstance(metric[key], str) or len(metric[key]) > limit):
+                fail(f"{key}: a text of at most {limit} characters")
+        aggregation = metric.get("aggregation", "count")
+        if aggregation not in AGGREGATIONS:
+            fail(f"aggregation: {aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
+        if aggregation == "unique" and not metric.get("field"):
+            fail("field: a unique count needs the data field it counts")
+        if metric["name"] in names:
+            fail(f"name: {metric['name']!r} is given twice")
+        names.add(metric["name"])
+        metrics.append(
+            {
+                "name": metric["name"].strip(),
+                "kind": metric["kind"].strip(),
+                "action": metric.get("action") or None,
+                "aggregation": aggregation,
+                "field": metric.get("field") or None,
+                "unit": metric.get("unit") or "",
+            }
+        )
+    return metrics
+
+
+def apply_metrics(plan: ServicePlan, metrics: list[dict]) -> bool:
+    """Create or update the plan's metrics by name; metrics not listed stay (their history refers to them)."""
+    from ..models import Metric
+
+    changed = False
+    existing = {m.name: m for m in db.session.scalars(select(Metric).where(Metric.plan_id == plan.id))}
+    for spec in metrics:
+        metric = existing.get(spec["name"])
+        if metric is None:
+            db.session.add(Metric(plan_id=plan.id, **spec))
+            changed = True
+            continue
+        for key, value in spec.items():
+            if getattr(metric, key) != value:
+                setattr(metric, key, value)
+                changed = True
+    return changed
 
 
 def _parse_step(raw, number, plan, where, scripts_dir) -> StepSpec:
@@ -463,6 +540,8 @@ def apply_specs(plans: list[PlanSpec]) -> list[SpecResult]:
                 if getattr(plan, key) != value:
                     setattr(plan, key, value)
                     action = "updated" if action == "unchanged" else action
+        if spec.metrics is not None and apply_metrics(plan, spec.metrics) and action == "unchanged":
+            action = "updated"
         newest = db.session.scalar(
             select(ServiceConfiguration)
             .where(ServiceConfiguration.plan_id == plan.id)
@@ -513,6 +592,14 @@ def plan_spec(plan: ServicePlan, configuration: ServiceConfiguration | None = No
     if configuration is not None:
         spec["configuration"] = {"env": masked_params(configuration.env or {})}
         spec["steps"] = [step_spec(step) for step in configuration.steps]
+    from ..models import Metric
+
+    metrics = db.session.scalars(select(Metric).where(Metric.plan_id == plan.id).order_by(Metric.id)).all()
+    if metrics:
+        spec["metrics"] = [
+            {key: value for key in sorted(METRIC_KEYS) if (value := getattr(metric, key)) not in (None, "")}
+            for metric in metrics
+        ]
     return spec
 
 
