@@ -88,7 +88,10 @@ SETTINGS = {
     "TASK_LOG_RETENTION_DAYS": _to_int,
     "IDEMPOTENCY_KEY_DAYS": _to_int,
     "PERIODIC_RUN_DAYS": _to_int,
-    "USAGE_LATE_POLICY": _to_str,
+    "BILLING_CURRENCY": _to_str,
+    "BILLING_TAX_RATE": _to_str,
+    "BILLING_OPERATOR_COUNTRY": _to_str,
+    "BILLING_DUE_DAYS": _to_int,
 }
 ENV_NAMES = {"SQLALCHEMY_DATABASE_URI": "DATABASE_URL"}
 
@@ -124,6 +127,13 @@ class Config:
     TASK_LOG_RETENTION_DAYS = 90
     IDEMPOTENCY_KEY_DAYS = 7  # an Idempotency-Key replays its first answer for this long
     PERIODIC_RUN_DAYS = 30
+    # billing: one currency, stored on every invoice; tax by the customer's country (reverse charge for
+    # businesses with a tax id abroad); BILLING_TAX_RATES is a mapping, set it in a config class
+    BILLING_CURRENCY = "CHF"
+    BILLING_TAX_RATE = "0.081"
+    BILLING_TAX_RATES: dict[str, str] = {}
+    BILLING_OPERATOR_COUNTRY = "CH"
+    BILLING_DUE_DAYS = 30
     # accounts
     PUBLIC_URL = ""  # how users reach this service, for links in emails; empty: the request's own URL
     SIGNUP_CONFIRMATION = True  # new accounts confirm their email before they can log in and are provisioned

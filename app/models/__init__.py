@@ -1,5 +1,6 @@
 """The data model; importing this package registers every table on ``db.metadata``."""
 
+from .billing import Invoice, InvoiceCounter, InvoiceLine, InvoiceStatus, Payment, PaymentMethod
 from .deployments import FailureReason, Health, ServiceCommand, ServiceDeployment, ServiceTask
 from .idempotency import IdempotencyKey
 from .periodic import PeriodicRun
@@ -16,7 +17,13 @@ __all__ = [
     "Health",
     "IdempotencyKey",
     "IllegalTransition",
+    "Invoice",
+    "InvoiceCounter",
+    "InvoiceLine",
+    "InvoiceStatus",
     "Metric",
+    "Payment",
+    "PaymentMethod",
     "PeriodicRun",
     "Phase",
     "ServiceCommand",

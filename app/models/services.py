@@ -40,6 +40,7 @@ class ServicePlan(db.Model):
     one_per_user: Mapped[bool] = mapped_column(default=True)
     # admin-set OMEGA_* values merged under each deployment's settings in client configs
     defaults: Mapped[dict] = mapped_column(JSONType, default=dict)
+    base_fee: Mapped[int] = mapped_column(default=0, server_default="0")  # minor units a month, prorated by day
     active: Mapped[bool] = mapped_column(default=True, index=True)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

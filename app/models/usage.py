@@ -74,6 +74,10 @@ class Metric(db.Model):
     aggregation: Mapped[str] = mapped_column(String(10), default=Aggregation.COUNT.value)
     field: Mapped[str | None] = mapped_column(String(100))  # for unique: the data key counted
     unit: Mapped[str] = mapped_column(String(20), default="")
+    # pricing (billing): minor units per unit as exact decimal text, units free each month, graduated tiers
+    unit_price: Mapped[str] = mapped_column(String(40), default="0", server_default="0")
+    included: Mapped[str] = mapped_column(String(40), default="0", server_default="0")
+    tiers: Mapped[list] = mapped_column(JSONType, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     plan: Mapped[ServicePlan] = relationship()

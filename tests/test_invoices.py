@@ -1,0 +1,206 @@
+"""Invoices: lines from deployments and usage, the idempotent monthly run, gapless numbering under
+concurrency, and a database that refuses to change a finalized invoice."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import DatabaseError
+
+from app.billing.invoices import BillingError, finalize, period_bounds, run_invoices, write_draft
+from app.extensions import db
+from app.models import (
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Metric,
+    Payment,
+    ServiceCommand,
+    ServiceDeployment,
+    ServicePlan,
+    UsageDaily,
+)
+from app.ops import engine
+
+from .engine_helpers import issue, reload
+from .factories import make_plan, make_user
+
+NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # after the November run's time
+
+
+def installed(user, plan_name="omegaml", since=None, removed=None):
+    """A deployment installed at ``since`` (and removed at ``removed``), as the engine leaves it."""
+    command = issue(plan_name, user)
+    engine.execute(command.id, worker="test")
+    db.session.execute(update(ServiceCommand).where(ServiceCommand.id == command.id).values(finished_at=since))
+    values = {"created_at": since}
+    if removed is not None:
+        values["removed_at"] = removed
+    db.session.execute(update(ServiceDeployment).where(ServiceDeployment.id == command.deployment_id).values(**values))
+    db.session.commit()
+    return reload(command).deployment
+
+
+@pytest.fixture
+def priced(any_app):
+    plan = make_plan()
+    plan.base_fee = 3000  # 30.00 a month
+    metric = Metric(
+        plan=plan,
+        name="api requests",
+        kind="api",
+        action="request",
+        aggregation="count",
+        unit="requests",
+        unit_price="0.5",
+        included="100",
+    )
+    db.session.add(metric)
+    db.session.commit()
+    return plan, metric
+
+
+def usage(user, metric, day, value):
+    db.session.add(UsageDaily(user_id=user.id, plan_id=metric.plan_id, metric_id=metric.id, day=day, value=value))
+    db.session.commit()
+
+
+def test_periods_are_half_open_utc_months():
+    assert period_bounds("2026-11") == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+    assert period_bounds("2028-02")[1] - period_bounds("2028-02")[0] == timedelta(days=29)  # leap year
+    with pytest.raises(BillingError, match="is not a month"):
+        period_bounds("November")
+
+
+def test_the_run_bills_prorated_base_fees_and_usage_beyond_the_included(priced):
+    plan, metric = priced
+    ada = make_user(country="CH")
+    installed(ada, since=datetime(2026, 11, 16, tzinfo=UTC))  # 15 of 30 days
+    usage(ada, metric, "2026-11-20", 150)
+    usage(ada, metric, "2026-11-30", 50)
+    usage(ada, metric, "2026-12-01", 999)  # the next period: not billed here
+    nobody = make_user()  # no deployment, no usage: no invoice
+    assert run_invoices("2026-11", now=NOW) == {
+        "period": "2026-11",
+        "finalized": 1,
+        "existing": 0,
+        "nothing billable": 0,
+    }
+    invoice = db.session.scalar(select(Invoice).where(Invoice.user_id == ada.id))
+    base, requests = invoice.lines
+    assert (base.kind, base.amount, base.quantity) == ("base", 1500, "15")
+    assert (requests.kind, requests.quantity, requests.amount) == ("usage", "100", 50)  # 200 - 100 included, x 0.5
+    assert invoice.subtotal == 1550 and invoice.tax == 126 and invoice.total == 1676  # 8.1% of 1550 = 125.55
+    assert invoice.status == InvoiceStatus.OPEN and invoice.number == "2026-000001" and invoice.currency == "CHF"
+    assert invoice.customer["email"] == ada.email and invoice.due_at == NOW + timedelta(days=30)
+    assert db.session.scalar(select(Invoice).where(Invoice.user_id == nobody.id)) is None
+    # again: nothing new
+    assert run_invoices("2026-11", now=NOW)["existing"] == 1
+    assert db.session.scalar(select(func.count()).select_from(Invoice)) == 1
+
+
+def test_removal_within_the_period_and_leap_february(priced):
+    ada = make_user()
+    installed(ada, since=datetime(2028, 2, 1, tzinfo=UTC), removed=datetime(2028, 2, 15, 12, tzinfo=UTC))
+    invoice = write_draft(ada, "2028-02")
+    (line,) = invoice.lines
+    assert line.quantity == "14.5" and line.amount == 1500  # 3000 x 14.5 / 29
+    with pytest.raises(BillingError, match="has not ended"):
+        run_invoices("2028-02", now=datetime(2028, 2, 20, tzinfo=UTC))
+
+
+def test_reverse_charge_for_a_business_abroad(priced):
+    ada = make_user(country="DE", tax_id="DE123456789")
+    installed(ada, since=datetime(2026, 11, 1, tzinfo=UTC))
+    invoice = write_draft(ada, "2026-11")
+    assert (
+        invoice.reverse_charge and invoice.tax == 0 and invoice.total == 3000 and "Reverse charge" in invoice.tax_note
+    )
+
+
+def finalized_invoice():
+    ada = make_user()
+    installed(ada, since=datetime(2026, 11, 1, tzinfo=UTC))
+    invoice = write_draft(ada, "2026-11")
+    db.session.flush()
+    finalize(invoice, NOW)
+    db.session.commit()
+    return invoice
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda i: update(Invoice).where(Invoice.id == i.id).values(total=1),
+        lambda i: update(Invoice).where(Invoice.id == i.id).values(number="2026-999999"),
+        lambda i: update(Invoice).where(Invoice.id == i.id).values(status="draft"),
+        lambda i: delete(Invoice).where(Invoice.id == i.id),
+        lambda i: update(InvoiceLine).where(InvoiceLine.invoice_id == i.id).values(amount=0),
+        lambda i: delete(InvoiceLine).where(InvoiceLine.invoice_id == i.id),
+    ],
+    ids=["total", "number", "back to draft", "delete", "line amount", "delete lines"],
+)
+def test_the_database_refuses_to_change_a_finalized_invoice(priced, change):
+    invoice = finalized_invoice()
+    with pytest.raises(DatabaseError, match="finalized invoice"):
+        db.session.execute(change(invoice))
+    db.session.rollback()
+
+
+def test_a_finalized_invoice_still_moves_on_in_status_and_payments_stay(priced):
+    invoice = finalized_invoice()
+    db.session.execute(update(Invoice).where(Invoice.id == invoice.id).values(status="paid", paid_at=NOW))
+    db.session.add(
+        Payment(invoice_id=invoice.id, amount=invoice.total, method="card", reference="ch_1", paid_on=NOW.date())
+    )
+    db.session.commit()
+    with pytest.raises(DatabaseError, match="payments cannot be deleted"):
+        db.session.execute(delete(Payment))
+    db.session.rollback()
+
+
+@pytest.mark.postgres
+def test_numbers_stay_gapless_with_two_processes_finalizing_at_once(postgres_url, redis_url, tmp_path):
+    from .conftest import make_app
+
+    app = make_app(postgres_url, redis_url, tmp_path)
+    with app.app_context():
+        db.create_all()
+        make_plan().base_fee = 100
+        db.session.commit()
+        for _ in range(1000):
+            db.session.add(
+                Invoice(user=make_user(password=None), period="2026-11", currency="CHF", subtotal=1, total=1)
+            )
+        db.session.commit()
+        ids = db.session.scalars(select(Invoice.id).order_by(Invoice.id)).all()
+        db.session.remove()
+
+    errors = []
+
+    def finalize_share(share):
+        with app.app_context():
+            try:
+                for invoice_id in share:
+                    invoice = db.session.get(Invoice, invoice_id)
+                    finalize(invoice, NOW)
+                    db.session.commit()
+            except Exception as exc:  # noqa: BLE001 -- reported below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=finalize_share, args=(ids[i::2],)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    with app.app_context():
+        numbers = db.session.scalars(select(Invoice.number)).all()
+        assert sorted(numbers) == [f"2026-{n:06d}" for n in range(1, 1001)]
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+    assert ServicePlan is not None
