@@ -95,10 +95,12 @@ def register_usage(app: Flask) -> None:
 
 def register_commands(app: Flask) -> None:
     from . import cli
+    from .billing import cli as billing_cli
     from .jobs import schedule, worker
     from .usage import cli as usage_cli
 
     cli.register(app)
     usage_cli.register(app)
+    billing_cli.register(app)
     worker.register(app)
     schedule.register(app)

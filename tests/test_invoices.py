@@ -204,3 +204,15 @@ def test_numbers_stay_gapless_with_two_processes_finalizing_at_once(postgres_url
         db.drop_all()
         db.engine.dispose()
     assert ServicePlan is not None
+
+
+def test_flask_invoices_run_by_hand_and_its_bad_input(priced, any_app):
+    ada = make_user()
+    installed(ada, since=datetime(2026, 10, 5, tzinfo=UTC))
+    runner = any_app.test_cli_runner()
+    result = runner.invoke(args=["invoices", "run", "--period", "2026-10"])
+    assert result.exit_code == 0 and "2026-10: 1 invoices finalized" in result.output
+    result = runner.invoke(args=["invoices", "run", "--period", "2026-10"])
+    assert "0 invoices finalized, 1 existing" in result.output
+    result = runner.invoke(args=["invoices", "run", "--period", "October"])
+    assert result.exit_code == 1 and "is not a month" in result.output and "Traceback" not in result.output

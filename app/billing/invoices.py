@@ -56,6 +56,11 @@ def period_of(moment: datetime) -> str:
     return f"{moment.year:04d}-{moment.month:02d}"
 
 
+def previous_period(moment: datetime) -> str:
+    """The month before ``moment``'s."""
+    return period_of(moment.replace(day=1) - timedelta(days=1))
+
+
 @dataclass
 class Line:
     kind: str

@@ -39,6 +39,7 @@ SCHEDULE: list[Periodic] = [
     Periodic("app.usage.requests.drain_request_log", interval=10, timeout=300),
     Periodic("app.usage.rollup.rollup", cron="7 * * * *", timeout=3600),
     Periodic("app.jobs.maintenance.maintenance", cron="30 3 * * *", timeout=3600),
+    Periodic("app.billing.jobs.monthly_invoices", cron="0 2 1 * *", timeout=6 * 3600),
 ]
 
 

@@ -1,0 +1,31 @@
+"""``flask invoices run [--period YYYY-MM]``: the monthly invoice run by hand (the scheduler runs it on the 1st)."""
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from ..cli import db_command
+from ..models.types import utcnow
+from .invoices import BillingError, previous_period, run_invoices
+
+invoices = AppGroup("invoices", help="Invoices: the monthly run.")
+
+
+@invoices.command("run")
+@click.option("--period", default=None, help="The month to invoice, YYYY-MM (default: the last one).")
+@db_command
+def run(period):
+    """Make and finalize one invoice per billable user of the period; running it again makes nothing new."""
+    period = period or previous_period(utcnow())
+    try:
+        result = run_invoices(period)
+    except BillingError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"{result['period']}: {result['finalized']} invoices finalized, {result['existing']} existing, "
+        f"{result['nothing billable']} users with nothing billable"
+    )
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(invoices)
