@@ -134,6 +134,14 @@ class Config:
     BILLING_TAX_RATES: dict[str, str] = {}
     BILLING_OPERATOR_COUNTRY = "CH"
     BILLING_DUE_DAYS = 30
+    # the invoices' header and payment instructions (set them in a config class for production)
+    BILLING_COMPANY = {
+        "name": "omega|ml managed service",
+        "address": ["Example Street 1", "8000 Zurich", "Switzerland"],
+        "email": "billing@example.com",
+        "tax_id": "",
+    }
+    BILLING_PAYMENT_INSTRUCTIONS = ["Bank transfer to IBAN CH00 0000 0000 0000 0000 0 (example)"]
     # accounts
     PUBLIC_URL = ""  # how users reach this service, for links in emails; empty: the request's own URL
     SIGNUP_CONFIRMATION = True  # new accounts confirm their email before they can log in and are provisioned

@@ -88,9 +88,11 @@ def register_jobs(app: Flask) -> None:
 
 
 def register_usage(app: Flask) -> None:
+    from .billing.format import init_format
     from .usage.requests import init_request_log
 
     init_request_log(app)
+    init_format(app)
 
 
 def register_commands(app: Flask) -> None:

@@ -184,7 +184,7 @@ def test_numbers_stay_gapless_with_two_processes_finalizing_at_once(postgres_url
             try:
                 for invoice_id in share:
                     invoice = db.session.get(Invoice, invoice_id)
-                    finalize(invoice, NOW)
+                    finalize(invoice, NOW, render=False)  # the numbers are the point here, not the PDFs
                     db.session.commit()
             except Exception as exc:  # noqa: BLE001 -- reported below
                 errors.append(exc)
@@ -216,3 +216,26 @@ def test_flask_invoices_run_by_hand_and_its_bad_input(priced, any_app):
     assert "0 invoices finalized, 1 existing" in result.output
     result = runner.invoke(args=["invoices", "run", "--period", "October"])
     assert result.exit_code == 1 and "is not a month" in result.output and "Traceback" not in result.output
+
+
+def test_finalizing_renders_the_pdf_once_with_its_sha256(priced):
+    import hashlib
+
+    invoice = finalized_invoice()
+    assert invoice.pdf.startswith(b"%PDF") and hashlib.sha256(invoice.pdf).hexdigest() == invoice.pdf_sha256
+    with pytest.raises(DatabaseError, match="finalized invoice"):
+        db.session.execute(update(Invoice).where(Invoice.id == invoice.id).values(pdf=b"%PDF-forged"))
+    db.session.rollback()
+
+
+def test_the_pdf_renderer_fetches_nothing_outside_our_static_files(app):
+    from app.billing.pdf import check_local, render_pdf
+
+    with pytest.raises(ValueError, match="may not fetch"):
+        check_local("https://cdn.example.com/font.woff")
+    with pytest.raises(ValueError, match="may not fetch"):
+        check_local("file:///etc/passwd")
+    inside = f"file://{app.static_folder}/js/poll.js"
+    assert check_local(inside) == inside
+    # a page naming an outside image still renders, without it (WeasyPrint logs the refusal)
+    assert render_pdf('<p>hello</p><img src="https://example.com/x.png">').startswith(b"%PDF")

@@ -110,8 +110,8 @@ def base_lines(user: User, start: datetime, end: datetime) -> list[Line]:
                 f"{plan.title or plan.name}, deployment {deployment_id}: "
                 f"{lo:%Y-%m-%d} to {hi - timedelta(seconds=1):%Y-%m-%d}",
                 days.quantize(Decimal("0.0001")),
-                "days",
-                Decimal(plan.base_fee) / Decimal(days_in_period),
+                f"days of {days_in_period}",
+                Decimal(plan.base_fee),  # a month's fee: the line is quantity / days_in_period of it
                 amount,
                 plan_id=plan.id,
             )
@@ -241,8 +241,9 @@ def next_number(year: int) -> str:
     raise BillingError(f"could not take an invoice number for {year}")
 
 
-def finalize(invoice: Invoice, now: datetime | None = None) -> Invoice:
-    """draft -> open: the number, the customer's details as they are now, the dates. The caller commits."""
+def finalize(invoice: Invoice, now: datetime | None = None, render: bool = True) -> Invoice:
+    """draft -> open: the number, the customer's details as they are now, the dates, the PDF rendered once
+    and stored with its sha256. The caller commits (a rollback gives the number back)."""
     if invoice.status != InvoiceStatus.DRAFT:
         raise BillingError(f"invoice {invoice} is {invoice.status} already")
     now = now or utcnow()
@@ -260,6 +261,10 @@ def finalize(invoice: Invoice, now: datetime | None = None) -> Invoice:
     invoice.issued_at = now
     invoice.due_at = now + timedelta(days=current_app.config["BILLING_DUE_DAYS"])
     invoice.status = InvoiceStatus.OPEN.value
+    if render:
+        from .pdf import invoice_pdf
+
+        invoice.pdf, invoice.pdf_sha256 = invoice_pdf(invoice)
     return invoice
 
 

@@ -101,7 +101,7 @@ def tax_for(
     if tax_id and country and country != operator_country.upper():
         return TaxDecision(ZERO, True, f"Reverse charge: VAT to be accounted for by the recipient ({tax_id})")
     rate = rates.get(country, default_rate)
-    return TaxDecision(rate, False, f"VAT {rate * 100:g}%")
+    return TaxDecision(rate, False, f"VAT {(rate * 100).normalize():f}%")
 
 
 def tax_amount(subtotal: int, decision: TaxDecision) -> int:
