@@ -60,13 +60,14 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from .views import account, auth, main, services, usage
+    from .views import account, auth, billing, main, services, usage
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(services.bp)
     app.register_blueprint(usage.bp)
+    app.register_blueprint(billing.bp)
 
 
 def register_api(app: Flask) -> None:

@@ -78,11 +78,12 @@ def owned(status):
 SERVICE = "/admin/api/v2/service"
 ADMIN_MODELS = (
     r"/admin/(user|serviceplan|serviceconfiguration|servicedeployment|servicecommand|servicetask"
-    r"|metric|usageevent|usagedaily|periodicrun)"
+    r"|metric|usageevent|usagedaily|periodicrun|invoice|payment)"
 )
 EDITABLE_MODELS = r"/admin/(user|serviceplan|metric)"
 READ_ONLY_MODELS = (
-    r"/admin/(serviceconfiguration|servicedeployment|servicecommand|servicetask|usageevent|usagedaily|periodicrun)"
+    r"/admin/(serviceconfiguration|servicedeployment|servicecommand|servicetask|usageevent|usagedaily|periodicrun"
+    r"|invoice|payment)"
 )
 
 ACCESS = [
@@ -91,6 +92,8 @@ ACCESS = [
     # self-service: user owns the deployment and the (completed) command of build_world(service=True)
     Access("/services", {"GET"}, logged_in(LOGIN, 200)),
     Access("/usage", {"GET"}, logged_in(LOGIN, 200)),
+    Access("/invoices", {"GET"}, logged_in(LOGIN, 200)),
+    Access("/invoices/<int:invoice_id>.pdf", {"GET"}, logged_in(LOGIN, 404)),  # no invoice in this world
     # empty params: user has the omegaml deployment already (one per user), the others get theirs installed
     Access(
         "/services/<plan_name>/install",
@@ -143,6 +146,8 @@ ACCESS = [
     Access("/admin/serviceplan/<int:plan_id>/spec", {"POST"}, admin_only(200)),  # an empty spec: the error
     Access("/admin/serviceplan/import", {"GET", "POST"}, admin_only(200)),
     Access("/admin/servicetask/<int:task_id>/log", {"GET"}, admin_only(200)),
+    # no invoice in this world: the console's 404
+    Access("/admin/invoice/<int:invoice_id>/(finalize|close/<status>|payment)", {"POST"}, admin_only(404)),
     Access(
         "/admin/user/<int:user_id>/(<field>/<switch>|keys/<int:key_id>/revoke|resend-confirmation)",
         {"POST"},
@@ -272,6 +277,8 @@ def build_path(rule: str, world: World, role: str, access: Access) -> str:
         "verb": "delete",
         "field": "active",
         "switch": "on",
+        "invoice_id": 1,
+        "status": "void",
         "name": "swagger-ui.css",  # an asset of the API's docs page
         **world.ids,
     }

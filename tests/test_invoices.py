@@ -239,3 +239,73 @@ def test_the_pdf_renderer_fetches_nothing_outside_our_static_files(app):
     assert check_local(inside) == inside
     # a page naming an outside image still renders, without it (WeasyPrint logs the refusal)
     assert render_pdf('<p>hello</p><img src="https://example.com/x.png">').startswith(b"%PDF")
+
+
+# payments and pages
+
+
+def test_partial_payments_leave_a_balance_and_the_last_one_pays(priced):
+    from app.billing.payments import balance, close, record_payment
+
+    invoice = finalized_invoice()  # 3000 + 8.1% = 3243
+    assert invoice.total == 3243 and balance(invoice) == 3243
+    record_payment(invoice, 1000, "bank transfer", "BANK-1", NOW.date())
+    assert balance(invoice) == 2243 and invoice.status == InvoiceStatus.OPEN
+    with pytest.raises(BillingError, match="recorded already"):
+        record_payment(invoice, 100, "card", "BANK-1", NOW.date())
+    with pytest.raises(BillingError, match="at most the balance"):
+        record_payment(invoice, 5000, "card", "BANK-2", NOW.date())
+    with pytest.raises(BillingError, match="is not one of"):
+        record_payment(invoice, 100, "cash", "BANK-3", NOW.date())
+    with pytest.raises(BillingError, match="has payments"):
+        close(invoice, "void")
+    record_payment(invoice, 2243, "card", "ch_2", NOW.date())
+    invoice = reload(invoice)
+    assert invoice.status == InvoiceStatus.PAID and invoice.paid_at is not None and balance(invoice) == 0
+    with pytest.raises(BillingError, match="only open invoices take payments"):
+        record_payment(invoice, 1, "card", "ch_3", NOW.date())
+
+
+def test_users_see_their_invoices_a_preview_and_download_their_pdfs(client, login, app):
+    plan = make_plan()
+    plan.base_fee = 3000
+    db.session.commit()
+    ada, bob = make_user(), make_user()
+    installed(ada, since=datetime(2026, 10, 1, tzinfo=UTC))
+    run_invoices("2026-10", now=NOW)
+    invoice = db.session.scalar(select(Invoice).where(Invoice.user_id == ada.id))
+    login(ada)
+    page = client.get("/invoices").get_data(as_text=True)
+    assert f'data-invoice="{invoice.number}"' in page and "32.43 CHF" in page and 'id="preview-total"' in page
+    response = client.get(f"/invoices/{invoice.id}.pdf")
+    assert response.status_code == 200 and response.data == invoice.pdf and response.mimetype == "application/pdf"
+    client.post("/logout")
+    login(bob)
+    assert client.get(f"/invoices/{invoice.id}.pdf").status_code == 404
+    assert 'id="no-invoices"' in client.get("/invoices").get_data(as_text=True)
+
+
+def test_admins_record_payments_and_close_invoices_in_the_console(client, login, app):
+    plan = make_plan()
+    plan.base_fee = 3000
+    db.session.commit()
+    ada = make_user()
+    installed(ada, since=datetime(2026, 10, 1, tzinfo=UTC))
+    run_invoices("2026-10", now=NOW)
+    invoice = db.session.scalar(select(Invoice))
+    login(make_user(admin=True))
+    page = client.get(f"/admin/invoice/details/?id={invoice.id}").get_data(as_text=True)
+    assert 'id="payment-form"' in page and "32.43" in page and 'id="void"' in page
+    url = f"/admin/invoice/{invoice.id}/payment"
+    client.post(url, data={"amount": "12.5x", "method": "card", "reference": "r1", "paid_on": "2026-11-02"})
+    assert "is not an amount" in client.get("/admin/").get_data(as_text=True)
+    client.post(url, data={"amount": "10.00", "method": "card", "reference": "r1", "paid_on": "2026-11-02"})
+    client.post(url, data={"amount": "22.43", "method": "bank transfer", "reference": "r2", "paid_on": "2026-11-03"})
+    assert reload(invoice).status == InvoiceStatus.PAID
+    assert client.get("/admin/payment/").status_code == 200 and client.get("/admin/invoice/").status_code == 200
+    other = make_user()
+    installed(other, since=datetime(2026, 10, 1, tzinfo=UTC))
+    run_invoices("2026-10", now=NOW)
+    second = db.session.scalar(select(Invoice).where(Invoice.user_id == other.id))
+    client.post(f"/admin/invoice/{second.id}/close/uncollectible")
+    assert reload(second).status == InvoiceStatus.UNCOLLECTIBLE

@@ -6,7 +6,9 @@ from flask_admin.theme import Bootstrap4Theme
 
 from ...extensions import db
 from ...models import (
+    Invoice,
     Metric,
+    Payment,
     PeriodicRun,
     ServiceCommand,
     ServiceConfiguration,
@@ -18,6 +20,7 @@ from ...models import (
     User,
 )
 from ...security import csp_nonce
+from .billing import InvoiceView, PaymentView
 from .dashboard import DashboardView
 from .operations import OperationsView
 from .plans import ConfigurationView, PlanView
@@ -44,6 +47,8 @@ def init_admin(app: Flask) -> Admin:
     admin.add_view(MetricView(Metric, db, name="Metrics", category="Usage"))
     admin.add_view(UsageEventView(UsageEvent, db, name="Events", category="Usage"))
     admin.add_view(UsageDailyView(UsageDaily, db, name="Daily usage", category="Usage"))
+    admin.add_view(InvoiceView(Invoice, db, name="Invoices", category="Billing"))
+    admin.add_view(PaymentView(Payment, db, name="Payments", category="Billing"))
     admin.add_view(OperationsView(name="Operations", endpoint="operations", url="/admin/operations"))
     admin.add_view(PeriodicRunView(PeriodicRun, db, name="Periodic runs"))
     return admin

@@ -1,0 +1,48 @@
+"""``/invoices``: the user's own invoices (status, balance, PDF) and a preview of the current month."""
+
+from flask import Blueprint, abort, current_app, render_template
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from ..billing.invoices import compute, period_of
+from ..billing.payments import balance
+from ..extensions import db
+from ..models import Invoice, InvoiceStatus
+from ..models.types import utcnow
+
+bp = Blueprint("billing", __name__)
+
+
+@bp.route("/invoices")
+@login_required
+def index():
+    """The user's invoices, newest first, and what the current month comes to so far."""
+    user = current_user._get_current_object()
+    invoices = db.session.scalars(
+        select(Invoice)
+        .where(Invoice.user_id == user.id, Invoice.status != InvoiceStatus.DRAFT)
+        .order_by(Invoice.period.desc(), Invoice.id.desc())
+    ).all()
+    period = period_of(utcnow())
+    lines, totals = compute(user, period)
+    return render_template(
+        "billing/index.html",
+        invoices=[(invoice, balance(invoice)) for invoice in invoices],
+        period=period,
+        preview=lines,
+        totals=totals,
+        currency=current_app.config["BILLING_CURRENCY"],
+    )
+
+
+@bp.route("/invoices/<int:invoice_id>.pdf")
+@login_required
+def pdf(invoice_id: int):
+    """The invoice's PDF as it was rendered when finalized (one's own; admins any)."""
+    invoice = db.session.get(Invoice, invoice_id) if invoice_id <= 2**63 - 1 else None
+    if invoice is None or invoice.pdf is None or (invoice.user_id != current_user.id and not current_user.admin):
+        abort(404)
+    response = current_app.response_class(invoice.pdf, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'attachment; filename="invoice-{invoice.number}.pdf"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
