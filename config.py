@@ -92,6 +92,8 @@ SETTINGS = {
     "BILLING_TAX_RATE": _to_str,
     "BILLING_OPERATOR_COUNTRY": _to_str,
     "BILLING_DUE_DAYS": _to_int,
+    "STRIPE_WEBHOOK_SECRET": _to_str,
+    "REMINDER_DAYS": _to_list,
 }
 ENV_NAMES = {"SQLALCHEMY_DATABASE_URI": "DATABASE_URL"}
 
@@ -141,6 +143,9 @@ class Config:
         "email": "billing@example.com",
         "tax_id": "",
     }
+    STRIPE_WEBHOOK_SECRET = ""  # whsec_...: POST /billing/webhooks/stripe answers 404 without it
+    # overdue invoices are reminded this many days after their due date (each once)
+    REMINDER_DAYS = ["3", "14", "30"]
     BILLING_PAYMENT_INSTRUCTIONS = ["Bank transfer to IBAN CH00 0000 0000 0000 0000 0 (example)"]
     # accounts
     PUBLIC_URL = ""  # how users reach this service, for links in emails; empty: the request's own URL

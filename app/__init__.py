@@ -69,6 +69,10 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(usage.bp)
     app.register_blueprint(billing.bp)
 
+    from .billing import webhooks
+
+    app.register_blueprint(webhooks.bp)
+
 
 def register_api(app: Flask) -> None:
     from .api import register

@@ -14,8 +14,11 @@ class MailError(RuntimeError):
     """The mail could not be sent; the message says why, in one line."""
 
 
-def send_mail(to: str, subject: str, template: str, **context) -> str:
-    """Render ``template`` (a text template) and send it; return where it went (server or file path)."""
+def send_mail(to: str, subject: str, template: str, attachments=(), **context) -> str:
+    """Render ``template`` (a text template) and send it; return where it went (server or file path).
+
+    ``attachments``: (filename, bytes, MIME type) tuples, e.g. an invoice's PDF.
+    """
     config = current_app.config
     message = EmailMessage()
     message["From"] = config["MAIL_FROM"]
@@ -24,6 +27,9 @@ def send_mail(to: str, subject: str, template: str, **context) -> str:
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain=config["MAIL_FROM"].rsplit("@", 1)[-1].strip(">"))
     message.set_content(render_template(template, **context))
+    for filename, data, mimetype in attachments:
+        maintype, subtype = mimetype.split("/", 1)
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     if not config["MAIL_SERVER"]:
         folder = Path(config["INSTANCE_DIR"]) / "mail"
         folder.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from app.ops import engine
 
 from .engine_helpers import issue, reload
 from .factories import make_plan, make_user
+from .test_mail import smtp_fixture  # noqa: F401 -- registers the smtp fixture here
 
 NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # after the November run's time
 
@@ -309,3 +310,81 @@ def test_admins_record_payments_and_close_invoices_in_the_console(client, login,
     second = db.session.scalar(select(Invoice).where(Invoice.user_id == other.id))
     client.post(f"/admin/invoice/{second.id}/close/uncollectible")
     assert reload(second).status == InvoiceStatus.UNCOLLECTIBLE
+
+
+def signed(payload: str, secret: str, timestamp: int | None = None) -> dict:
+    import hashlib
+    import hmac
+    import time
+
+    timestamp = timestamp or int(time.time())
+    signature = hmac.new(secret.encode(), f"{timestamp}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={timestamp},v1={signature}", "Content-Type": "application/json"}
+
+
+def test_the_stripe_webhook_marks_invoices_paid_once_and_refuses_bad_signatures(client, app):
+    import json
+
+    app.config["STRIPE_WEBHOOK_SECRET"] = "whsec_test"
+    plan = make_plan()
+    plan.base_fee = 3000
+    db.session.commit()
+    installed(make_user(), since=datetime(2026, 10, 1, tzinfo=UTC))
+    run_invoices("2026-10", now=NOW)
+    invoice = db.session.scalar(select(Invoice))
+    event = {
+        "id": "evt_1",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": 1764547200,
+        "data": {
+            "object": {
+                "id": "pi_1",
+                "object": "payment_intent",
+                "amount_received": invoice.total,
+                "currency": "chf",
+                "metadata": {"invoice_number": invoice.number},
+            }
+        },
+    }
+    payload = json.dumps(event)
+    url = "/billing/webhooks/stripe"
+    response = client.post(url, data=payload, headers=signed(payload, "whsec_wrong"))
+    assert response.status_code == 400 and response.get_json()["error"] == "bad_request"
+    assert reload(invoice).status == InvoiceStatus.OPEN
+    assert client.post(url, data=payload, headers={"Content-Type": "application/json"}).status_code == 400
+    response = client.post(url, data=payload, headers=signed(payload, "whsec_test"))
+    assert response.get_json() == {"status": "recorded", "invoice": invoice.number, "state": "paid"}
+    assert reload(invoice).status == InvoiceStatus.PAID
+    response = client.post(url, data=payload, headers=signed(payload, "whsec_test"))  # a replay
+    assert response.get_json()["status"] == "duplicate"
+    assert db.session.scalar(select(func.count()).select_from(Payment)) == 1
+    other = json.dumps({**event, "id": "evt_2", "type": "customer.created"})
+    assert client.post(url, data=other, headers=signed(other, "whsec_test")).get_json()["status"] == "ignored"
+    app.config["STRIPE_WEBHOOK_SECRET"] = ""
+    assert client.post(url, data=payload, headers=signed(payload, "whsec_test")).status_code == 404
+
+
+def test_overdue_invoices_are_reminded_once_per_threshold_with_the_pdf(app, smtp):
+    from app.billing.reminders import send_reminders
+
+    plan = make_plan()
+    plan.base_fee = 3000
+    db.session.commit()
+    ada = make_user()
+    installed(ada, since=datetime(2026, 10, 1, tzinfo=UTC))
+    run_invoices("2026-10", now=NOW)
+    invoice = db.session.scalar(select(Invoice))
+    due = invoice.due_at
+    assert send_reminders(due + timedelta(days=1)) == {"reminders sent": 0, "failed": 0}  # not yet (3 days)
+    assert send_reminders(due + timedelta(days=4))["reminders sent"] == 1
+    (message,) = smtp.messages
+    assert message["To"] == ada.email and invoice.number in message["Subject"]
+    attachment = next(part for part in message.iter_attachments())
+    assert attachment.get_filename() == f"invoice-{invoice.number}.pdf" and attachment.get_content() == invoice.pdf
+    assert send_reminders(due + timedelta(days=5))["reminders sent"] == 0  # once per threshold
+    assert send_reminders(due + timedelta(days=15))["reminders sent"] == 1
+    from app.billing.payments import record_payment
+
+    record_payment(reload(invoice), invoice.total, "card", "paid-1", NOW.date())
+    assert send_reminders(due + timedelta(days=40))["reminders sent"] == 0  # paid: no more

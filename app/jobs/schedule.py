@@ -40,6 +40,7 @@ SCHEDULE: list[Periodic] = [
     Periodic("app.usage.rollup.rollup", cron="7 * * * *", timeout=3600),
     Periodic("app.jobs.maintenance.maintenance", cron="30 3 * * *", timeout=3600),
     Periodic("app.billing.jobs.monthly_invoices", cron="0 2 1 * *", timeout=6 * 3600),
+    Periodic("app.billing.reminders.send_reminders", cron="0 9 * * *", timeout=3600),
 ]
 
 
