@@ -388,3 +388,21 @@ def test_overdue_invoices_are_reminded_once_per_threshold_with_the_pdf(app, smtp
 
     record_payment(reload(invoice), invoice.total, "card", "paid-1", NOW.date())
     assert send_reminders(due + timedelta(days=40))["reminders sent"] == 0  # paid: no more
+
+
+def test_the_monthly_run_spreads_over_the_workers_in_chunks(app):
+    from rq import Queue, SimpleWorker
+
+    from app.billing.jobs import enqueue_invoice_run
+    from app.jobs.queues import PERIODIC, get_redis
+    from app.jobs.worker import AppJob
+
+    plan = make_plan()
+    plan.base_fee = 3000
+    db.session.commit()
+    for _ in range(5):
+        installed(make_user(), since=datetime(2026, 10, 1, tzinfo=UTC))
+    assert enqueue_invoice_run("2026-10", chunk=2) == 3
+    SimpleWorker([Queue(PERIODIC, connection=get_redis())], connection=get_redis(), job_class=AppJob).work(burst=True)
+    numbers = sorted(db.session.scalars(select(Invoice.number)).all())
+    assert numbers == [f"2026-{n:06d}" for n in range(1, 6)]

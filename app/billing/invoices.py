@@ -268,7 +268,7 @@ def finalize(invoice: Invoice, now: datetime | None = None, render: bool = True)
     return invoice
 
 
-def billable_users(period: str):
+def billable(period: str):
     """Users with a deployment live in the period or usage in it: everyone else gets no invoice."""
     start, end = period_bounds(period)
     with_deployments = select(ServiceDeployment.user_id).where(
@@ -278,17 +278,27 @@ def billable_users(period: str):
     with_usage = select(UsageDaily.user_id).where(
         UsageDaily.day >= start.date().isoformat(), UsageDaily.day < end.date().isoformat()
     )
-    return select(User).where(or_(User.id.in_(with_deployments), User.id.in_(with_usage))).order_by(User.id)
+    return or_(User.id.in_(with_deployments), User.id.in_(with_usage))
 
 
-def run_invoices(period: str, now: datetime | None = None) -> dict:
-    """One finalized invoice per billable user of the (ended) period; again: nothing new."""
-    now = now or utcnow()
-    start, end = period_bounds(period)
-    if end > now:
+def billable_users(period: str):
+    return select(User).where(billable(period)).order_by(User.id)
+
+
+def check_ended(period: str, now: datetime) -> None:
+    if period_bounds(period)[1] > now:
         raise BillingError(f"{period} has not ended yet: its invoices are made from the 1st of the next month")
+
+
+def run_invoices(period: str, now: datetime | None = None, user_ids: list[int] | None = None) -> dict:
+    """One finalized invoice per billable user of the (ended) period (or of ``user_ids``); again: nothing new."""
+    now = now or utcnow()
+    check_ended(period, now)
     made = existing = nothing = 0
-    for user in db.session.scalars(billable_users(period)):
+    query = billable_users(period)
+    if user_ids is not None:
+        query = query.where(User.id.in_(user_ids))
+    for user in db.session.scalars(query):
         invoice = write_draft(user, period)
         if invoice is None:
             nothing += 1
