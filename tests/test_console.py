@@ -62,7 +62,7 @@ def test_dashboard_counts_charts_failures_and_workers(client, admin, plans):
     engine.execute(failed.id, worker="test")
     page = text(client.get("/admin/"))
     assert "new this week" in page and "live deployments" in page
-    assert page.count("<svg") == 3 and "Deployments by status" in page
+    assert page.count("<svg") == 4 and "Deployments by status" in page and "Invoiced per month" in page
     assert f'href="/admin/servicecommand/details/?id={failed.id}"' in page and "script error" in page
     assert "live workers" in page
 

@@ -406,3 +406,18 @@ def test_the_monthly_run_spreads_over_the_workers_in_chunks(app):
     SimpleWorker([Queue(PERIODIC, connection=get_redis())], connection=get_redis(), job_class=AppJob).work(burst=True)
     numbers = sorted(db.session.scalars(select(Invoice.number)).all())
     assert numbers == [f"2026-{n:06d}" for n in range(1, 6)]
+
+
+def test_the_dashboard_charts_revenue_per_month(client, login, app):
+    from app.views.admin.dashboard import revenue_per_month
+
+    plan = make_plan()
+    plan.base_fee = 3000
+    db.session.commit()
+    installed(make_user(), since=datetime(2026, 10, 1, tzinfo=UTC))
+    run_invoices("2026-10", now=NOW)
+    periods, unpaid, paid = revenue_per_month(NOW)
+    assert periods[-1] == "2026-11" and periods[-2] == "2026-10" and len(periods) == 12
+    assert unpaid[-2] == 32.43 and paid[-2] == 0
+    login(make_user(admin=True))
+    assert "Invoiced per month" in client.get("/admin/").get_data(as_text=True)

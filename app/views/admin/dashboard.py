@@ -42,6 +42,34 @@ def commands_per_day(now) -> tuple[list[str], dict[str, list[int]]]:
     return days, series
 
 
+def revenue_per_month(now, months: int = 12) -> tuple[list[str], list[float], list[float]]:
+    """Invoiced (finalized, not void) and paid totals per period over the last ``months`` months, in major units."""
+    from ...models import Invoice, InvoiceStatus
+
+    periods = []
+    year, month = now.year, now.month
+    for _ in range(months):
+        month -= 1
+        if month == 0:
+            year, month = year - 1, 12
+        periods.append(f"{year:04d}-{month:02d}")
+    periods.reverse()
+    invoiced, paid = dict.fromkeys(periods, 0.0), dict.fromkeys(periods, 0.0)
+    rows = db.session.execute(
+        select(Invoice.period, Invoice.status, func.sum(Invoice.total))
+        .where(
+            Invoice.period >= periods[0], Invoice.status.not_in((InvoiceStatus.DRAFT.value, InvoiceStatus.VOID.value))
+        )
+        .group_by(Invoice.period, Invoice.status)
+    )
+    for period, status, total in rows:
+        if period in invoiced:
+            invoiced[period] += (total or 0) / 100
+            if status == InvoiceStatus.PAID:
+                paid[period] += (total or 0) / 100
+    return periods, [invoiced[p] - paid[p] for p in periods], [paid[p] for p in periods]
+
+
 class DashboardView(AdminOnly, AdminIndexView):
     @expose("/")
     def index(self):
@@ -95,4 +123,8 @@ class DashboardView(AdminOnly, AdminIndexView):
                 f"Commands finished per day, last {DAYS} days",
             ),
         }
+        periods, unpaid, paid = revenue_per_month(now)
+        charts["revenue"] = columns(
+            periods, [("paid", "success", paid), ("not paid", "warning", unpaid)], "Invoiced per month"
+        )
         return self.render("admin/index.html", stats=stats, charts=charts, failures=failures, rq=rq_overview())
