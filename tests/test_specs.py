@@ -807,3 +807,32 @@ def test_bad_metrics_are_refused_with_the_reason(app, metric, message):
     text = f"- plan: metered\n  metrics:\n    - {metric}\n"
     with pytest.raises(SpecError, match=re.escape(message)):
         parse_specs(text, "m.yaml", app.config["SCRIPTS_DIR"], spec_fallbacks(app.config))
+
+
+def test_plans_and_metrics_carry_their_prices_in_the_spec(app):
+    from app.models import Metric
+
+    text = """
+- plan: priced
+  base_fee: 4900
+  metrics:
+    - name: requests
+      kind: api
+      unit_price: 0.05
+      included: 10000
+      tiers: [{up_to: 100000, unit_price: "0.05"}, {up_to: null, unit_price: "0.02"}]
+"""
+    apply_specs(parse_specs(text, "p.yaml", app.config["SCRIPTS_DIR"], spec_fallbacks(app.config)))
+    db.session.commit()
+    assert ServicePlan.by_name("priced").base_fee == 4900
+    metric = db.session.scalar(select(Metric))
+    assert (metric.unit_price, metric.included, len(metric.tiers)) == ("0.05", "10000", 2)
+    for bad, message in [("base_fee: -1", "base_fee: a whole number"), ("base_fee: 9.5", "base_fee: a whole number")]:
+        with pytest.raises(SpecError, match=message):
+            parse_specs(f"- plan: priced\n  {bad}\n", "p.yaml", app.config["SCRIPTS_DIR"], spec_fallbacks(app.config))
+    bad_tiers = (
+        "- plan: priced\n  metrics:\n"
+        "    - {name: x, kind: api, tiers: [{up_to: null, unit_price: 1}, {up_to: 5, unit_price: 1}]}\n"
+    )
+    with pytest.raises(SpecError, match="only the last tier may be open"):
+        parse_specs(bad_tiers, "p.yaml", app.config["SCRIPTS_DIR"], spec_fallbacks(app.config))

@@ -36,6 +36,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy import func, select
 
+from ..billing.pricing import PriceError, decimal, parse_tiers
 from ..extensions import db
 from ..models import Phase, ServiceConfiguration, ServicePlan, ServiceStep, StepKind
 from ..models.types import utcnow
@@ -58,8 +59,9 @@ PLAN_KEYS = {
     "configuration",
     "steps",
     "metrics",
+    "base_fee",
 }
-METRIC_KEYS = {"name", "kind", "action", "aggregation", "field", "unit"}
+METRIC_KEYS = {"name", "kind", "action", "aggregation", "field", "unit", "unit_price", "included", "tiers"}
 AGGREGATIONS = ("count", "sum", "max", "unique", "duration")
 STEP_KEYS = {"task", "script", "name", "language", "params", "phases", "timeout", "retries"}
 MAX_TIMEOUT = 24 * 3600
@@ -204,6 +206,11 @@ def _parse_plan(item, index, where, scripts_dir, fallbacks, environ) -> PlanSpec
             if not isinstance(item[key], bool):
                 where.fail(f"{key}: must be true or false, got {item[key]!r}", plan=name)
             fields[key] = item[key]
+    if "base_fee" in item:
+        fee = item["base_fee"]
+        if isinstance(fee, bool) or not isinstance(fee, int) or fee < 0:
+            where.fail(f"base_fee: a whole number of minor units (cents) a month, 0 or more, got {fee!r}", plan=name)
+        fields["base_fee"] = fee
     if "defaults" in item:
         defaults = item["defaults"] or {}
         if not isinstance(defaults, dict) or not all(isinstance(k, str) for k in defaults):
@@ -277,8 +284,17 @@ def _parse_metrics(raw, plan, where) -> list[dict]:
         if metric["name"] in names:
             fail(f"name: {metric['name']!r} is given twice")
         names.add(metric["name"])
+        prices = {}
+        try:
+            for key in ("unit_price", "included"):
+                prices[key] = format(decimal(metric.get(key, 0), key).normalize(), "f")
+            parse_tiers(metric.get("tiers"))
+        except PriceError as exc:
+            fail(str(exc))
         metrics.append(
             {
+                **prices,
+                "tiers": metric.get("tiers") or [],
                 "name": metric["name"].strip(),
                 "kind": metric["kind"].strip(),
                 "action": metric.get("action") or None,
@@ -597,7 +613,7 @@ def plan_spec(plan: ServicePlan, configuration: ServiceConfiguration | None = No
     metrics = db.session.scalars(select(Metric).where(Metric.plan_id == plan.id).order_by(Metric.id)).all()
     if metrics:
         spec["metrics"] = [
-            {key: value for key in sorted(METRIC_KEYS) if (value := getattr(metric, key)) not in (None, "")}
+            {key: value for key in sorted(METRIC_KEYS) if (value := getattr(metric, key)) not in (None, "", "0", [])}
             for metric in metrics
         ]
     return spec
