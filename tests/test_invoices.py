@@ -43,6 +43,17 @@ def installed(user, plan_name="omegaml", since=None, removed=None):
     return reload(command).deployment
 
 
+def october_invoice(user=None):
+    """A 30.00-a-month plan, ``user`` (new by default) on it all October, and October's invoice (finalized)."""
+    plan = ServicePlan.by_name("omegaml") or make_plan()
+    plan.base_fee = 3000
+    db.session.commit()
+    user = user or make_user()
+    installed(user, since=datetime(2026, 10, 1, tzinfo=UTC))
+    run_invoices("2026-10", now=NOW)
+    return user, db.session.scalar(select(Invoice).where(Invoice.user_id == user.id))
+
+
 @pytest.fixture
 def priced(any_app):
     plan = make_plan()
@@ -268,13 +279,8 @@ def test_partial_payments_leave_a_balance_and_the_last_one_pays(priced):
 
 
 def test_users_see_their_invoices_a_preview_and_download_their_pdfs(client, login, app):
-    plan = make_plan()
-    plan.base_fee = 3000
-    db.session.commit()
-    ada, bob = make_user(), make_user()
-    installed(ada, since=datetime(2026, 10, 1, tzinfo=UTC))
-    run_invoices("2026-10", now=NOW)
-    invoice = db.session.scalar(select(Invoice).where(Invoice.user_id == ada.id))
+    ada, invoice = october_invoice()
+    bob = make_user()
     login(ada)
     page = client.get("/invoices").get_data(as_text=True)
     assert f'data-invoice="{invoice.number}"' in page and "32.43 CHF" in page and 'id="preview-total"' in page
@@ -287,13 +293,7 @@ def test_users_see_their_invoices_a_preview_and_download_their_pdfs(client, logi
 
 
 def test_admins_record_payments_and_close_invoices_in_the_console(client, login, app):
-    plan = make_plan()
-    plan.base_fee = 3000
-    db.session.commit()
-    ada = make_user()
-    installed(ada, since=datetime(2026, 10, 1, tzinfo=UTC))
-    run_invoices("2026-10", now=NOW)
-    invoice = db.session.scalar(select(Invoice))
+    ada, invoice = october_invoice()
     login(make_user(admin=True))
     page = client.get(f"/admin/invoice/details/?id={invoice.id}").get_data(as_text=True)
     assert 'id="payment-form"' in page and "32.43" in page and 'id="void"' in page
@@ -304,10 +304,7 @@ def test_admins_record_payments_and_close_invoices_in_the_console(client, login,
     client.post(url, data={"amount": "22.43", "method": "bank transfer", "reference": "r2", "paid_on": "2026-11-03"})
     assert reload(invoice).status == InvoiceStatus.PAID
     assert client.get("/admin/payment/").status_code == 200 and client.get("/admin/invoice/").status_code == 200
-    other = make_user()
-    installed(other, since=datetime(2026, 10, 1, tzinfo=UTC))
-    run_invoices("2026-10", now=NOW)
-    second = db.session.scalar(select(Invoice).where(Invoice.user_id == other.id))
+    _, second = october_invoice()
     client.post(f"/admin/invoice/{second.id}/close/uncollectible")
     assert reload(second).status == InvoiceStatus.UNCOLLECTIBLE
 
@@ -326,12 +323,7 @@ def test_the_stripe_webhook_marks_invoices_paid_once_and_refuses_bad_signatures(
     import json
 
     app.config["STRIPE_WEBHOOK_SECRET"] = "whsec_test"
-    plan = make_plan()
-    plan.base_fee = 3000
-    db.session.commit()
-    installed(make_user(), since=datetime(2026, 10, 1, tzinfo=UTC))
-    run_invoices("2026-10", now=NOW)
-    invoice = db.session.scalar(select(Invoice))
+    _, invoice = october_invoice()
     event = {
         "id": "evt_1",
         "object": "event",
@@ -368,13 +360,7 @@ def test_the_stripe_webhook_marks_invoices_paid_once_and_refuses_bad_signatures(
 def test_overdue_invoices_are_reminded_once_per_threshold_with_the_pdf(app, smtp):
     from app.billing.reminders import send_reminders
 
-    plan = make_plan()
-    plan.base_fee = 3000
-    db.session.commit()
-    ada = make_user()
-    installed(ada, since=datetime(2026, 10, 1, tzinfo=UTC))
-    run_invoices("2026-10", now=NOW)
-    invoice = db.session.scalar(select(Invoice))
+    ada, invoice = october_invoice()
     due = invoice.due_at
     assert send_reminders(due + timedelta(days=1)) == {"reminders sent": 0, "failed": 0}  # not yet (3 days)
     assert send_reminders(due + timedelta(days=4))["reminders sent"] == 1

@@ -200,6 +200,16 @@ def _sqlite_time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+def values(rows: list[dict], when):
+    """The rows as tuples in COLUMNS order; ``when`` puts a datetime in the driver's form."""
+    for row in rows:
+        yield (
+            row["id"], when(row["time"]), when(row["end"]), row["duration"], row["user_id"], row["plan_id"],
+            row["kind"], row["action"], row["quantity"], row["source"], row["client_ip"],
+            orjson.dumps(row["data"]).decode(), when(row["ingested_at"]),
+        )  # fmt: skip
+
+
 def insert_many(rows: list[dict]) -> int:
     """``insert_rows`` for bulk loads, where per-event answers are not needed: how many were new.
 
@@ -213,31 +223,10 @@ def insert_many(rows: list[dict]) -> int:
     dialect = connection.dialect.name
     raw = connection.connection.driver_connection
     if dialect == "sqlite":
-        ingested_at = _sqlite_time(rows[0]["ingested_at"])  # one batch, one time
         cursor = raw.cursor()
         # random ids go all over the primary key's b-tree: a larger page cache keeps it in memory
         cursor.execute("PRAGMA cache_size=-65536")
-        cursor.executemany(
-            SQLITE_INSERT,
-            (
-                (
-                    row["id"],
-                    _sqlite_time(row["time"]),
-                    _sqlite_time(row["end"]),
-                    row["duration"],
-                    row["user_id"],
-                    row["plan_id"],
-                    row["kind"],
-                    row["action"],
-                    row["quantity"],
-                    row["source"],
-                    row["client_ip"],
-                    orjson.dumps(row["data"]).decode(),
-                    ingested_at,
-                )
-                for row in rows
-            ),
-        )
+        cursor.executemany(SQLITE_INSERT, values(rows, _sqlite_time))
         return cursor.rowcount
     if dialect == "postgresql":
         with raw.cursor() as cursor:
@@ -245,24 +234,8 @@ def insert_many(rows: list[dict]) -> int:
                 "CREATE TEMPORARY TABLE IF NOT EXISTS usage_events_load (LIKE usage_events) ON COMMIT DELETE ROWS"
             )
             with cursor.copy(PG_COPY) as copy:
-                for row in rows:
-                    copy.write_row(
-                        (
-                            row["id"],
-                            row["time"],
-                            row["end"],
-                            row["duration"],
-                            row["user_id"],
-                            row["plan_id"],
-                            row["kind"],
-                            row["action"],
-                            row["quantity"],
-                            row["source"],
-                            row["client_ip"],
-                            orjson.dumps(row["data"]).decode(),
-                            row["ingested_at"],
-                        )
-                    )
+                for row in values(rows, lambda moment: moment):  # psycopg writes aware datetimes itself
+                    copy.write_row(row)
             cursor.execute(PG_INSERT)
             inserted = cursor.rowcount
             cursor.execute("DELETE FROM usage_events_load")
