@@ -134,3 +134,14 @@ def test_an_admin_follows_a_running_tasks_log(page, live_server, live_app):
     flag.touch()
     expect(page.locator("#task-status .status-badge")).to_have_text("COMPLETED", timeout=LIVE)
     expect(page.locator("#task-log")).to_contain_text("go: done")
+
+
+def test_a_user_finds_usage_and_invoices_in_the_navigation(page, live_app):
+    user = make_user()
+    log_in(page, user.email)
+    navigation = page.get_by_role("navigation")
+    navigation.get_by_role("link", name="Usage").click()
+    expect(page.get_by_role("heading", name=re.compile("^Usage"))).to_be_visible()
+    navigation.get_by_role("link", name="Invoices").click()
+    expect(page.locator("#preview")).to_contain_text("This month so far")
+    expect(page.locator("#no-invoices")).to_be_visible()
