@@ -565,94 +565,62 @@ def _report(backend: str, args, seed: dict, seed_seconds: float, totals: dict, h
 
 
 def run(args) -> None:
-    import sys
-    import tempfile
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from bench.config_api import _migrate, _server_env
-    from bench.provisioning import teardown
     from bench.service_api import _load_plans, _seed, _targets
-    from tests.servers import PostgresServer, RedisServer
+    from bench.setup_app import bench_app
 
     if min(args.console_users, args.console_deployments, args.console_tasks, args.console_requests) < 1:
         raise ValueError("--console-users, -deployments, -tasks and -requests must be at least 1")
-    postgres_wanted = getattr(args, "postgres", False)
-    backend = "postgresql" if postgres_wanted else "sqlite"
-    tmp = Path(tempfile.mkdtemp(prefix="omegaops-bench-console-"))
-    redis = postgres = context = log = spy = None
     run_started = time.perf_counter()
-    try:
-        redis = RedisServer()  # the login's rate limit is kept there
-        if postgres_wanted:
-            postgres = PostgresServer()
-            database_url = postgres.create_database("bench_console")
-        else:
-            database_url = f"sqlite:///{tmp / 'bench.db'}"
-        print(f"console: setting up ({backend})", flush=True)
-        scripts = tmp / "scripts"
-        env = _server_env(database_url, redis.url, tmp)
-        env["OMEGAOPS_SCRIPTS_DIR"] = str(scripts)
-        _migrate(env, root)
-
-        from sqlalchemy import func, select
-
-        from app import create_app
-        from app.extensions import db
-        from app.models import ServiceConfiguration, ServicePlan, User
-        from config import TestConfig
-
-        app = create_app(
-            TestConfig,
-            SQLALCHEMY_DATABASE_URI=database_url,
-            REDIS_URL=redis.url,
-            INSTANCE_DIR=tmp,
-            SCRIPTS_DIR=scripts,
-        )
-        context = app.app_context()
-        context.push()
-        _load_plans(app)
-        print(
-            f"console:   seeding {args.console_users} users, {args.console_deployments} deployments,"
-            f" {args.console_deployments * args.console_tasks} tasks",
-            flush=True,
-        )
-        began = time.perf_counter()
-        seed = _seed(args.console_users, args.console_deployments, args.console_tasks)
-        seed_seconds = time.perf_counter() - began
-        if args.console_sql:
-            seed.update(_try_sql(args.console_sql))
-        target = _targets()
-        client, how = _login(app)
-        target["user"] = db.session.scalar(select(User.id).where(User.userid == target["userid"]))
-        target["plan"] = db.session.scalar(select(ServicePlan.id).where(ServicePlan.name == PLAN))
-        target["configuration"] = db.session.scalar(
-            select(func.max(ServiceConfiguration.id)).where(ServiceConfiguration.plan_id == target["plan"])
-        )
-        db.session.remove()
-        totals = _totals()
-        pages, missing = _pages(app, target, totals, args.console_deep_page)
-        log = SQLLog(db.engine)
-        spy = ListSpy(_views(app).values())
-        results = []
-        # each request in an app context of its own, as when served: with the bench's context pushed, the test
-        # client's requests would share it, and one session with its identity map (the logged-in user, the rows)
-        db.session.remove()
-        context.pop()
+    # Redis: the login's rate limit is kept there
+    with bench_app("console", "console", getattr(args, "postgres", False)) as setup:
+        app, context = setup.app, setup.context
+        log = spy = None
         try:
-            for page in pages:
-                began = time.perf_counter()
-                results.append(_measure(client, log, spy, page, args.console_requests, args.console_page_budget))
-                print(f"console:   {page['label']}: {time.perf_counter() - began:.1f} s", flush=True)
+            from sqlalchemy import func, select
+
+            from app.extensions import db
+            from app.models import ServiceConfiguration, ServicePlan, User
+
+            _load_plans(app)
+            print(
+                f"console:   seeding {args.console_users} users, {args.console_deployments} deployments,"
+                f" {args.console_deployments * args.console_tasks} tasks",
+                flush=True,
+            )
+            began = time.perf_counter()
+            seed = _seed(args.console_users, args.console_deployments, args.console_tasks)
+            seed_seconds = time.perf_counter() - began
+            if args.console_sql:
+                seed.update(_try_sql(args.console_sql))
+            target = _targets()
+            client, how = _login(app)
+            target["user"] = db.session.scalar(select(User.id).where(User.userid == target["userid"]))
+            target["plan"] = db.session.scalar(select(ServicePlan.id).where(ServicePlan.name == PLAN))
+            target["configuration"] = db.session.scalar(
+                select(func.max(ServiceConfiguration.id)).where(ServiceConfiguration.plan_id == target["plan"])
+            )
+            db.session.remove()
+            totals = _totals()
+            pages, missing = _pages(app, target, totals, args.console_deep_page)
+            log = SQLLog(db.engine)
+            spy = ListSpy(_views(app).values())
+            results = []
+            # each request in an app context of its own, as when served: with the bench's context pushed, the
+            # test client's requests would share it, and one session with its identity map (the logged-in user,
+            # the rows)
+            db.session.remove()
+            context.pop()
+            try:
+                for page in pages:
+                    began = time.perf_counter()
+                    results.append(_measure(client, log, spy, page, args.console_requests, args.console_page_budget))
+                    print(f"console:   {page['label']}: {time.perf_counter() - began:.1f} s", flush=True)
+            finally:
+                context.push()
+            _report(setup.backend, args, seed, seed_seconds, totals, how, pages, results, missing)
+            print(f"console: whole run {time.perf_counter() - run_started:.1f} s", flush=True)
         finally:
-            context.push()
-        _report(backend, args, seed, seed_seconds, totals, how, pages, results, missing)
-        print(f"console: whole run {time.perf_counter() - run_started:.1f} s", flush=True)
-    finally:
-        if spy is not None:
-            spy.close()
-        if log is not None:
-            log.close()
-        teardown(context, redis, postgres, tmp)
+            if spy is not None:
+                spy.close()
+            if log is not None:
+                log.close()

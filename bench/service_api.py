@@ -872,17 +872,12 @@ def _report_lists(args, seed: dict, seed_seconds: float, target: dict, rows: lis
 
 def run(args) -> None:
     import sys
-    import tempfile
     import time
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from bench.config_api import Gunicorn, _migrate, _server_env
-    from bench.provisioning import Workers, teardown
-    from tests.processes import ROOT, process_env
-    from tests.servers import PostgresServer, RedisServer
+    from bench.config_api import Gunicorn
+    from bench.provisioning import Workers
+    from bench.setup_app import bench_app
 
     if min(args.service_clients, args.service_gunicorn_workers, args.service_workers, args.service_requests) < 1:
         raise ValueError("--service-clients, -gunicorn-workers, -workers and -requests must be at least 1")
@@ -890,89 +885,72 @@ def run(args) -> None:
         raise ValueError("--service-users, -deployments, -tasks must be at least 1, --service-poll above 0")
     counts = _command_counts(args.service_commands, args.service_clients)
     postgres_wanted = getattr(args, "postgres", False)
-    backend = "postgresql" if postgres_wanted else "sqlite"
-    tmp = Path(tempfile.mkdtemp(prefix="omegaops-bench-service-"))
-    redis = postgres = server = pool = context = None
     run_started = time.perf_counter()
-    try:
-        redis = RedisServer()
-        if postgres_wanted:
-            postgres = PostgresServer()
-            database_url = postgres.create_database("bench_service")
-        else:
-            database_url = f"sqlite:///{tmp / 'bench.db'}"
-        print(f"service_api: setting up ({args.service_clients} clients, {backend})", flush=True)
-        scripts = tmp / "scripts"
-        env = _server_env(database_url, redis.url, tmp)
-        env["OMEGAOPS_SCRIPTS_DIR"] = str(scripts)
-        _migrate(env, root)
+    with bench_app("service_api", "service", postgres_wanted, f"{args.service_clients} clients, ") as setup:
+        from tests.processes import ROOT, process_env
 
-        from app import create_app
-        from config import TestConfig
+        app, redis, tmp = setup.app, setup.redis, setup.tmp
+        server = pool = None
+        try:
+            if not any(route.startswith(f"{PREFIX}/command") for route in _api_routes(app)):
+                raise RuntimeError(f"the service API is not there: no {PREFIX}/command route in the app")
+            _load_plans(app)
+            clients = _make_clients(args.service_clients, "load")
+            (probe,) = _make_clients(1, "probe")
+            setup_seconds = time.perf_counter() - run_started
 
-        app = create_app(
-            TestConfig,
-            SQLALCHEMY_DATABASE_URI=database_url,
-            REDIS_URL=redis.url,
-            INSTANCE_DIR=tmp,
-            SCRIPTS_DIR=scripts,
-        )
-        if not any(route.startswith(f"{PREFIX}/command") for route in _api_routes(app)):
-            raise RuntimeError(f"the service API is not there: no {PREFIX}/command route in the app")
-        context = app.app_context()
-        context.push()
-        _load_plans(app)
-        clients = _make_clients(args.service_clients, "load")
-        (probe,) = _make_clients(1, "probe")
-        setup_seconds = time.perf_counter() - run_started
+            server = Gunicorn(setup.env, setup.root, tmp, args.service_gunicorn_workers)
+            server.wait_ready(args.service_gunicorn_workers)
+            flask = str(Path(sys.executable).parent / "flask")
+            pool = Workers("worker", [flask, "worker"], args.service_workers, process_env(app), ROOT, tmp)
+            _wait_for_rq_workers(redis.url, args.service_workers, pool)
 
-        server = Gunicorn(env, root, tmp, args.service_gunicorn_workers)
-        server.wait_ready(args.service_gunicorn_workers)
-        flask = str(Path(sys.executable).parent / "flask")
-        pool = Workers("worker", [flask, "worker"], args.service_workers, process_env(app), ROOT, tmp)
-        _wait_for_rq_workers(redis.url, args.service_workers, pool)
-
-        _warm_up(server.base, *probe, args.service_gunicorn_workers)
-        print(f"service_api:   load: {sum(counts)} commands from {len(clients)} clients", flush=True)
-        processes = (server.workers(), [p.pid for p in pool.processes], redis.process.pid, _postmaster_pid(postgres))
-        loadavg = os.getloadavg()[0]
-        before = cpu_snapshot(*processes)
-        load = _run_load(server.base, clients, counts, args.service_poll, args.service_wait)
-        after = cpu_snapshot(*processes)
-        load["cpu"] = {name: after[name] - before[name] for name in before}
-        load["loadavg"] = loadavg
-        pool.check_alive()
-        sql = _count_load_sql(app, *probe)
-        _report_load(args, backend, load, counts, sql, setup_seconds)
-        pool.stop()
-        pool = None
-
-        if not postgres_wanted:
-            print(
-                "service_api: part 2, list endpoints at scale: skipped on SQLite (run with --postgres: it seeds"
-                f" {args.service_deployments} deployments and {args.service_deployments * args.service_tasks} tasks)",
-                flush=True,
+            _warm_up(server.base, *probe, args.service_gunicorn_workers)
+            print(f"service_api:   load: {sum(counts)} commands from {len(clients)} clients", flush=True)
+            processes = (
+                server.workers(),
+                [p.pid for p in pool.processes],
+                redis.process.pid,
+                _postmaster_pid(setup.postgres),
             )
-        else:
-            print(
-                f"service_api:   seeding {args.service_deployments} deployments,"
-                f" {args.service_deployments * args.service_tasks} tasks",
-                flush=True,
-            )
-            began = time.perf_counter()
-            seed = _seed(args.service_users, args.service_deployments, args.service_tasks)
-            seed_seconds = time.perf_counter() - began
-            target = _targets()
-            (admin,) = _make_clients(1, "admin", admin=True)
-            callers = {"admin": admin, "user": (target["userid"], _key_for(target["userid"]))}
-            rows = _measure_lists(server.base, app, target, callers, args.service_requests)
-            _report_lists(args, seed, seed_seconds, target, rows)
-        if server.process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited during the run:\n{server.tail()}")
-        print(f"service_api: whole run {time.perf_counter() - run_started:.1f} s", flush=True)
-    finally:
-        if pool is not None:
+            loadavg = os.getloadavg()[0]
+            before = cpu_snapshot(*processes)
+            load = _run_load(server.base, clients, counts, args.service_poll, args.service_wait)
+            after = cpu_snapshot(*processes)
+            load["cpu"] = {name: after[name] - before[name] for name in before}
+            load["loadavg"] = loadavg
+            pool.check_alive()
+            sql = _count_load_sql(app, *probe)
+            _report_load(args, setup.backend, load, counts, sql, setup_seconds)
             pool.stop()
-        if server is not None:
-            server.stop()
-        teardown(context, redis, postgres, tmp)
+            pool = None
+
+            if not postgres_wanted:
+                print(
+                    "service_api: part 2, list endpoints at scale: skipped on SQLite (run with --postgres: it seeds"
+                    f" {args.service_deployments} deployments and {args.service_deployments * args.service_tasks}"
+                    " tasks)",
+                    flush=True,
+                )
+            else:
+                print(
+                    f"service_api:   seeding {args.service_deployments} deployments,"
+                    f" {args.service_deployments * args.service_tasks} tasks",
+                    flush=True,
+                )
+                began = time.perf_counter()
+                seed = _seed(args.service_users, args.service_deployments, args.service_tasks)
+                seed_seconds = time.perf_counter() - began
+                target = _targets()
+                (admin,) = _make_clients(1, "admin", admin=True)
+                callers = {"admin": admin, "user": (target["userid"], _key_for(target["userid"]))}
+                rows = _measure_lists(server.base, app, target, callers, args.service_requests)
+                _report_lists(args, seed, seed_seconds, target, rows)
+            if server.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited during the run:\n{server.tail()}")
+            print(f"service_api: whole run {time.perf_counter() - run_started:.1f} s", flush=True)
+        finally:
+            if pool is not None:
+                pool.stop()
+            if server is not None:
+                server.stop()

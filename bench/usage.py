@@ -377,55 +377,25 @@ def _profile(path, count: int, batch: int, root) -> None:
 
 
 def run(args) -> None:
-    import tempfile
-    from pathlib import Path
+    from bench.setup_app import bench_app, project_root
 
-    root = Path(__file__).resolve().parent.parent
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+    project_root()
     from app.usage.logfiles import BATCH
-    from bench.config_api import _migrate, _server_env
-    from bench.provisioning import teardown
-    from tests.servers import PostgresServer, RedisServer
 
     batch = args.usage_batch or BATCH
     if min(args.usage_users, args.usage_events, batch, args.usage_profile_events) < 1:
         raise ValueError("--usage-users, -events, -batch and -profile-events must be at least 1")
-    postgres_wanted = getattr(args, "postgres", False)
-    backend = "postgresql" if postgres_wanted else "sqlite"
-    tmp = Path(tempfile.mkdtemp(prefix="omegaops-bench-usage-"))
-    redis = postgres = context = None
     run_started = time.perf_counter()
-    try:
-        redis = RedisServer()
-        if postgres_wanted:
-            postgres = PostgresServer()
-            database_url = postgres.create_database("bench_usage")
-        else:
-            database_url = f"sqlite:///{tmp / 'bench.db'}"
-        print(f"usage: setting up ({backend})", flush=True)
-        env = _server_env(database_url, redis.url, tmp)
-        env["OMEGAOPS_SCRIPTS_DIR"] = str(tmp / "scripts")
-        _migrate(env, root)
-
+    with bench_app("usage", "usage", getattr(args, "postgres", False)) as setup:
         from sqlalchemy import delete, func, select
 
-        from app import create_app
         from app.extensions import db
         from app.models import UsageCheckpoint, UsageDaily, UsageEvent
         from app.models.types import utcnow
         from app.usage.rollup import rollup
-        from config import TestConfig
 
-        app = create_app(
-            TestConfig,
-            SQLALCHEMY_DATABASE_URI=database_url,
-            REDIS_URL=redis.url,
-            INSTANCE_DIR=tmp,
-            SCRIPTS_DIR=tmp / "scripts",
-        )
-        context = app.app_context()
-        context.push()
+        root, tmp, env, postgres, backend = setup.root, setup.tmp, setup.env, setup.postgres, setup.backend
+        database_url, redis = setup.database_url, setup.redis
         userids = _seed(args.usage_users)
 
         count = args.usage_events
@@ -540,5 +510,3 @@ def run(args) -> None:
         print(f"usage: whole run {time.perf_counter() - run_started:.1f} s", flush=True)
         if checks:
             raise RuntimeError("usage: checks failed: " + "; ".join(checks))
-    finally:
-        teardown(context, redis, postgres, tmp)
