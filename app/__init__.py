@@ -60,6 +60,7 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from .billing import webhooks
     from .views import account, auth, billing, main, services, usage
 
     app.register_blueprint(auth.bp)
@@ -68,9 +69,6 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(services.bp)
     app.register_blueprint(usage.bp)
     app.register_blueprint(billing.bp)
-
-    from .billing import webhooks
-
     app.register_blueprint(webhooks.bp)
 
 

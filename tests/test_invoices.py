@@ -215,7 +215,6 @@ def test_numbers_stay_gapless_with_two_processes_finalizing_at_once(postgres_url
         db.session.remove()
         db.drop_all()
         db.engine.dispose()
-    assert ServicePlan is not None
 
 
 def test_flask_invoices_run_by_hand_and_its_bad_input(priced, any_app):

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select, update
 
 from app.extensions import db
 from app.jobs.queues import get_redis
-from app.models import Metric, ServiceCommand, ServicePlan, Status, UsageDaily, UsageEvent
+from app.models import Metric, ServiceCommand, Status, UsageDaily, UsageEvent
 from app.models.types import utcnow
 from app.ops import engine
 from app.usage import requests as request_log
@@ -324,7 +324,6 @@ def test_metrics_are_managed_in_the_console(client, login, app):
     assert db.session.scalar(select(Metric.name).where(Metric.plan_id == plan.id)) == "requests"
     for path in ("/admin/metric/", "/admin/usageevent/", "/admin/usagedaily/", "/admin/periodicrun/"):
         assert client.get(path).status_code == 200, path
-    assert ServicePlan.by_name("omegaml") is not None
 
 
 def test_bulk_ingestion_counts_each_event_once_on_both_databases(any_app, tmp_path):
