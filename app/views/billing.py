@@ -2,12 +2,11 @@
 
 from flask import Blueprint, abort, current_app, render_template
 from flask_login import current_user, login_required
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..billing.invoices import compute, period_of
-from ..billing.payments import balance
 from ..extensions import db
-from ..models import Invoice, InvoiceStatus
+from ..models import Invoice, InvoiceStatus, Payment
 from ..models.types import utcnow
 
 bp = Blueprint("billing", __name__)
@@ -23,11 +22,22 @@ def index():
         .where(Invoice.user_id == user.id, Invoice.status != InvoiceStatus.DRAFT)
         .order_by(Invoice.period.desc(), Invoice.id.desc())
     ).all()
+    # what was paid of each, in one statement
+    paid = dict(
+        db.session.execute(
+            select(Payment.invoice_id, func.sum(Payment.amount))
+            .where(Payment.invoice_id.in_([invoice.id for invoice in invoices]))
+            .group_by(Payment.invoice_id)
+        ).all()
+    )
     period = period_of(utcnow())
     lines, totals = compute(user, period)
     return render_template(
         "billing/index.html",
-        invoices=[(invoice, balance(invoice)) for invoice in invoices],
+        invoices=[
+            (invoice, invoice.total - paid.get(invoice.id, 0) if invoice.status == InvoiceStatus.OPEN else 0)
+            for invoice in invoices
+        ],
         period=period,
         preview=lines,
         totals=totals,
