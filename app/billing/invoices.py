@@ -82,7 +82,11 @@ def base_lines(user: User, start: datetime, end: datetime) -> list[Line]:
     """Each deployment's base fee for the part of the period it existed."""
     installed = (
         select(ServiceCommand.deployment_id, func.min(ServiceCommand.finished_at).label("since"))
-        .where(ServiceCommand.phase == Phase.INSTALL.value, ServiceCommand.status == Status.COMPLETED)
+        .where(
+            ServiceCommand.user_id == user.id,  # this user's commands only: not a scan of everyone's per invoice
+            ServiceCommand.phase == Phase.INSTALL.value,
+            ServiceCommand.status == Status.COMPLETED,
+        )
         .group_by(ServiceCommand.deployment_id)
         .subquery()
     )
