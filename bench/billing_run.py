@@ -120,7 +120,7 @@ def _pdf(renders: int) -> tuple[float, float, float, float]:
     period = period_of(datetime.now(UTC).replace(day=1) - timedelta(days=1))
     invoice = write_draft(user, period)
     db.session.flush()
-    finalize(invoice, render=False)
+    finalize(invoice)
     html = invoice_html(invoice)
     for _ in range(3):
         invoice_pdf(invoice)

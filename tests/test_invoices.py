@@ -8,7 +8,16 @@ import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DatabaseError
 
-from app.billing.invoices import BillingError, finalize, period_bounds, run_invoices, write_draft
+from app.billing.invoices import (
+    BillingError,
+    finalize,
+    finalize_with_pdf,
+    period_bounds,
+    render_missing,
+    run_invoices,
+    store_pdf,
+    write_draft,
+)
 from app.extensions import db
 from app.models import (
     Invoice,
@@ -98,6 +107,7 @@ def test_the_run_bills_prorated_base_fees_and_usage_beyond_the_included(priced):
         "finalized": 1,
         "existing": 0,
         "nothing billable": 0,
+        "pdfs": 1,
     }
     invoice = db.session.scalar(select(Invoice).where(Invoice.user_id == ada.id))
     base, requests = invoice.lines
@@ -131,11 +141,15 @@ def test_reverse_charge_for_a_business_abroad(priced):
     )
 
 
-def finalized_invoice():
+def finalized_invoice(pdf=True):
+    """A new user's November invoice, finalized, with its PDF (or without: as a worker that died between
+    its two commits leaves it)."""
     ada = make_user()
     installed(ada, since=datetime(2026, 11, 1, tzinfo=UTC))
     invoice = write_draft(ada, "2026-11")
     db.session.flush()
+    if pdf:
+        return finalize_with_pdf(invoice, NOW)
     finalize(invoice, NOW)
     db.session.commit()
     return invoice
@@ -196,7 +210,7 @@ def test_numbers_stay_gapless_with_two_processes_finalizing_at_once(postgres_url
             try:
                 for invoice_id in share:
                     invoice = db.session.get(Invoice, invoice_id)
-                    finalize(invoice, NOW, render=False)  # the numbers are the point here, not the PDFs
+                    finalize(invoice, NOW)  # the numbers are the point here: the PDFs come after
                     db.session.commit()
             except Exception as exc:  # noqa: BLE001 -- reported below
                 errors.append(exc)
@@ -234,9 +248,45 @@ def test_finalizing_renders_the_pdf_once_with_its_sha256(priced):
 
     invoice = finalized_invoice()
     assert invoice.pdf.startswith(b"%PDF") and hashlib.sha256(invoice.pdf).hexdigest() == invoice.pdf_sha256
-    with pytest.raises(DatabaseError, match="finalized invoice"):
-        db.session.execute(update(Invoice).where(Invoice.id == invoice.id).values(pdf=b"%PDF-forged"))
+    for values in ({"pdf": b"%PDF-forged"}, {"pdf_sha256": "0" * 64}, {"pdf": None, "pdf_sha256": None}):
+        with pytest.raises(DatabaseError, match="finalized invoice"):
+            db.session.execute(update(Invoice).where(Invoice.id == invoice.id).values(**values))
+        db.session.rollback()
+    stored = invoice.pdf
+    assert store_pdf(reload(invoice)) == stored  # stored: not rendered again
+
+
+def test_the_pdf_comes_after_the_number_and_only_once(priced):
+    """finalize takes the number and commits without a PDF (the counter row is not held over a render); the
+    database takes the PDF once, both columns together, and refuses a second one."""
+    invoice = finalized_invoice(pdf=False)
+    assert invoice.number and invoice.pdf is None
+    with pytest.raises(DatabaseError, match="finalized invoice"):  # half of it is not the PDF
+        db.session.execute(update(Invoice).where(Invoice.id == invoice.id).values(pdf=b"%PDF-half"))
     db.session.rollback()
+    with pytest.raises(BillingError, match="is a draft"):
+        store_pdf(Invoice(status="draft"))
+    db.session.rollback()
+    data = store_pdf(invoice)
+    db.session.commit()
+    assert reload(invoice).pdf == data and data.startswith(b"%PDF")
+    with pytest.raises(DatabaseError, match="finalized invoice"):
+        db.session.execute(update(Invoice).where(Invoice.id == invoice.id).values(pdf=b"%PDF-2", pdf_sha256="1"))
+    db.session.rollback()
+
+
+def test_the_run_stores_the_pdfs_a_dead_worker_left_out(priced):
+    ada, bob = make_user(), make_user()
+    for user in (ada, bob):
+        installed(user, since=datetime(2026, 11, 1, tzinfo=UTC))
+    first = run_invoices("2026-11", now=NOW)
+    assert first["finalized"] == 2 and first["pdfs"] == 2
+    invoice = finalized_invoice(pdf=False)
+    assert render_missing("2026-11", [ada.id]) == 0  # only the users asked for
+    again = run_invoices("2026-11", now=NOW)
+    assert again["finalized"] == 0 and again["existing"] == 3 and again["pdfs"] == 1
+    assert reload(invoice).pdf.startswith(b"%PDF")
+    assert run_invoices("2026-11", now=NOW)["pdfs"] == 0
 
 
 def test_the_pdf_renderer_fetches_nothing_outside_our_static_files(app):
@@ -289,6 +339,19 @@ def test_users_see_their_invoices_a_preview_and_download_their_pdfs(client, logi
     login(bob)
     assert client.get(f"/invoices/{invoice.id}.pdf").status_code == 404
     assert 'id="no-invoices"' in client.get("/invoices").get_data(as_text=True)
+    # finalized by a worker that stopped before storing its PDF: rendered and stored on the first download
+    carol = make_user()
+    installed(carol, since=datetime(2026, 10, 1, tzinfo=UTC))
+    draft = write_draft(carol, "2026-10")
+    db.session.commit()
+    client.post("/logout")
+    login(carol)
+    assert client.get(f"/invoices/{draft.id}.pdf").status_code == 404  # a draft has no PDF
+    finalize(reload(draft), NOW)
+    db.session.commit()
+    response = client.get(f"/invoices/{draft.id}.pdf")
+    assert response.status_code == 200 and response.data.startswith(b"%PDF")
+    assert reload(draft).pdf == response.data
 
 
 def test_admins_record_payments_and_close_invoices_in_the_console(client, login, app):

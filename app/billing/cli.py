@@ -23,7 +23,7 @@ def run(period):
         raise click.ClickException(str(exc)) from None
     click.echo(
         f"{result['period']}: {result['finalized']} invoices finalized, {result['existing']} existing, "
-        f"{result['nothing billable']} users with nothing billable"
+        f"{result['nothing billable']} users with nothing billable, {result['pdfs']} PDFs stored"
     )
 
 

@@ -245,9 +245,13 @@ def next_number(year: int) -> str:
     raise BillingError(f"could not take an invoice number for {year}")
 
 
-def finalize(invoice: Invoice, now: datetime | None = None, render: bool = True) -> Invoice:
-    """draft -> open: the number, the customer's details as they are now, the dates, the PDF rendered once
-    and stored with its sha256. The caller commits (a rollback gives the number back)."""
+def finalize(invoice: Invoice, now: datetime | None = None) -> Invoice:
+    """draft -> open: the number, the customer's details as they are now, the dates. The caller commits (a
+    rollback gives the number back), then stores the PDF with ``store_pdf``.
+
+    The number's counter row stays locked until that commit, so the PDF (100 ms and more) is rendered after
+    it, in its own transaction: the document shows only what the database already keeps from changing.
+    """
     if invoice.status != InvoiceStatus.DRAFT:
         raise BillingError(f"invoice {invoice} is {invoice.status} already")
     now = now or utcnow()
@@ -265,10 +269,38 @@ def finalize(invoice: Invoice, now: datetime | None = None, render: bool = True)
     invoice.issued_at = now
     invoice.due_at = now + timedelta(days=current_app.config["BILLING_DUE_DAYS"])
     invoice.status = InvoiceStatus.OPEN.value
-    if render:
-        from .pdf import invoice_pdf
+    return invoice
 
-        invoice.pdf, invoice.pdf_sha256 = invoice_pdf(invoice)
+
+def store_pdf(invoice: Invoice) -> bytes:
+    """The finalized invoice's PDF: rendered and stored with its sha256 the first time, as stored after.
+
+    The database takes the PDF once (from NULL); a second renderer racing this one stores nothing and gets
+    the stored one. The caller commits.
+    """
+    if invoice.status == InvoiceStatus.DRAFT:
+        raise BillingError(f"invoice {invoice} is a draft: it has no PDF")
+    if invoice.pdf is not None:
+        return invoice.pdf
+    from .pdf import invoice_pdf
+
+    data, sha256 = invoice_pdf(invoice)
+    db.session.execute(
+        update(Invoice)
+        .where(Invoice.id == invoice.id, Invoice.pdf.is_(None))
+        .values(pdf=data, pdf_sha256=sha256)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.refresh(invoice, ["pdf", "pdf_sha256"])
+    return invoice.pdf
+
+
+def finalize_with_pdf(invoice: Invoice, now: datetime | None = None) -> Invoice:
+    """Finalize and commit, then render and store the PDF and commit."""
+    finalize(invoice, now)
+    db.session.commit()
+    store_pdf(invoice)
+    db.session.commit()
     return invoice
 
 
@@ -313,4 +345,26 @@ def run_invoices(period: str, now: datetime | None = None, user_ids: list[int] |
             finalize(invoice, now)
             made += 1
         db.session.commit()
-    return {"period": period, "finalized": made, "existing": existing, "nothing billable": nothing}
+    return {
+        "period": period,
+        "finalized": made,
+        "existing": existing,
+        "nothing billable": nothing,
+        "pdfs": render_missing(period, user_ids),
+    }
+
+
+def render_missing(period: str, user_ids: list[int] | None = None) -> int:
+    """Store the PDF of each finalized invoice of the period that has none yet (just finalized, or left so
+    by a worker that died between the two commits); one commit each."""
+    query = select(Invoice.id).where(
+        Invoice.period == period, Invoice.status != InvoiceStatus.DRAFT.value, Invoice.pdf.is_(None)
+    )
+    if user_ids is not None:
+        query = query.where(Invoice.user_id.in_(user_ids))
+    stored = 0
+    for invoice_id in db.session.scalars(query.order_by(Invoice.id)).all():
+        store_pdf(db.session.get(Invoice, invoice_id))
+        db.session.commit()
+        stored += 1
+    return stored

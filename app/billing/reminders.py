@@ -10,6 +10,7 @@ from ..extensions import db
 from ..mail import MailError, send_mail
 from ..models import Invoice, InvoiceStatus
 from ..models.types import utcnow
+from .invoices import store_pdf
 from .payments import balance
 
 
@@ -34,7 +35,7 @@ def send_reminders(now: datetime | None = None) -> dict:
                 invoice.customer.get("email") or invoice.user.email,
                 f"Reminder: invoice {invoice.number} is overdue",
                 "mail/reminder.txt",
-                attachments=[(f"invoice-{invoice.number}.pdf", invoice.pdf, "application/pdf")] if invoice.pdf else [],
+                attachments=[(f"invoice-{invoice.number}.pdf", store_pdf(invoice), "application/pdf")],
                 invoice=invoice,
                 owed=balance(invoice),
                 days_overdue=(now - invoice.due_at).days,

@@ -131,12 +131,22 @@ CONTENT = (
     "customer",
     "issued_at",
     "due_at",
-    "pdf",
-    "pdf_sha256",
 )
+PDF = ("pdf", "pdf_sha256")  # written once, after the number is committed (see app.billing.invoices.store_pdf)
+
+
+def _pdf_changes(unchanged: str) -> str:
+    """The PDF columns change, other than from both NULL to both set (the one write they get)."""
+    changed = " OR ".join(f"NEW.{c} {unchanged} OLD.{c}" for c in PDF)
+    once = " AND ".join([*(f"OLD.{c} IS NULL" for c in PDF), *(f"NEW.{c} IS NOT NULL" for c in PDF)])
+    return f"(({changed}) AND NOT ({once}))"
+
+
 SQLITE_TRIGGERS = [
     "CREATE TRIGGER IF NOT EXISTS invoices_immutable BEFORE UPDATE ON invoices WHEN OLD.status != 'draft' AND ("
     + " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in CONTENT)
+    + " OR "
+    + _pdf_changes("IS NOT")
     + " OR NEW.status = 'draft') BEGIN SELECT RAISE(ABORT, 'a finalized invoice cannot change'); END",
     "CREATE TRIGGER IF NOT EXISTS invoices_undeletable BEFORE DELETE ON invoices WHEN OLD.status != 'draft' "
     "BEGIN SELECT RAISE(ABORT, 'a finalized invoice cannot be deleted'); END",
@@ -158,6 +168,8 @@ BEGIN
   END IF;
   IF OLD.status != 'draft' AND (NEW.status = 'draft' OR ("""
     + " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in CONTENT)
+    + " OR "
+    + _pdf_changes("IS DISTINCT FROM")
     + """)) THEN
     RAISE EXCEPTION 'a finalized invoice cannot change';
   END IF;

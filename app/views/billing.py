@@ -4,7 +4,7 @@ from flask import Blueprint, abort, current_app, render_template
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from ..billing.invoices import compute, period_of
+from ..billing.invoices import compute, period_of, store_pdf
 from ..extensions import db
 from ..models import Invoice, InvoiceStatus, Payment
 from ..models.types import utcnow
@@ -48,11 +48,18 @@ def index():
 @bp.route("/invoices/<int:invoice_id>.pdf")
 @login_required
 def pdf(invoice_id: int):
-    """The invoice's PDF as it was rendered when finalized (one's own; admins any)."""
+    """The invoice's PDF as it was stored when finalized (one's own; admins any); rendered and stored now if
+    the worker that finalized it stopped before storing it."""
     invoice = db.session.get(Invoice, invoice_id) if invoice_id <= 2**63 - 1 else None
-    if invoice is None or invoice.pdf is None or (invoice.user_id != current_user.id and not current_user.admin):
+    if (
+        invoice is None
+        or invoice.status == InvoiceStatus.DRAFT
+        or (invoice.user_id != current_user.id and not current_user.admin)
+    ):
         abort(404)
-    response = current_app.response_class(invoice.pdf, mimetype="application/pdf")
+    data = store_pdf(invoice)
+    db.session.commit()
+    response = current_app.response_class(data, mimetype="application/pdf")
     response.headers["Content-Disposition"] = f'attachment; filename="invoice-{invoice.number}.pdf"'
     response.headers["Cache-Control"] = "private, no-store"
     return response

@@ -9,7 +9,7 @@ from flask_admin import expose
 from flask_login import current_user
 from sqlalchemy import select
 
-from ...billing.invoices import BillingError, finalize
+from ...billing.invoices import BillingError, finalize_with_pdf
 from ...billing.payments import balance, close, record_payment
 from ...extensions import db
 from ...models import Invoice, InvoiceStatus, Payment, PaymentMethod
@@ -55,8 +55,7 @@ class InvoiceView(ReadOnlyModelView):
         invoice = self.load(Invoice, invoice_id)
         if self.confirmed():
             try:
-                finalize(invoice)
-                db.session.commit()
+                finalize_with_pdf(invoice)
                 flash(f"Invoice {invoice.number} is finalized.", "success")
             except BillingError as exc:
                 db.session.rollback()
