@@ -192,12 +192,15 @@ def run(args) -> None:
         year = now.year
         gapless = sorted(numbers) == [f"{year}-{n:06d}" for n in range(1, len(numbers) + 1)]
         opened = db.session.scalar(select(func.count()).select_from(Invoice).where(Invoice.status == "open"))
+        pdfs = db.session.scalar(select(func.count()).select_from(Invoice).where(Invoice.pdf.is_not(None)))
         print(
-            f"billing: run of {period}: {jobs} jobs, {opened} invoices finalized (PDF each) in {elapsed:.1f} s with "
+            f"billing: run of {period}: {jobs} jobs, {opened} invoices finalized, {pdfs} PDFs stored, in {elapsed:.1f} s with "
             f"2 workers = {opened / elapsed:.1f} invoices/s; peak RSS per worker {peaks[0]:.0f} / {peaks[1]:.0f} MB; "
             f"numbers gapless: {gapless}; exit codes {[w.returncode for w in workers]}",
             flush=True,
         )
-        if not gapless or opened != users:
-            print(f"billing: CHECK FAILED: {opened} of {users} invoices, gapless {gapless}", file=sys.stderr)
+        if not gapless or opened != users or pdfs != users:
+            print(
+                f"billing: CHECK FAILED: {opened} of {users} invoices, {pdfs} PDFs, gapless {gapless}", file=sys.stderr
+            )
             raise SystemExit(1)
