@@ -194,7 +194,8 @@ def run(args) -> None:
         opened = db.session.scalar(select(func.count()).select_from(Invoice).where(Invoice.status == "open"))
         pdfs = db.session.scalar(select(func.count()).select_from(Invoice).where(Invoice.pdf.is_not(None)))
         print(
-            f"billing: run of {period}: {jobs} jobs, {opened} invoices finalized, {pdfs} PDFs stored, in {elapsed:.1f} s with "
+            f"billing: run of {period}: {jobs} jobs, {opened} invoices finalized, {pdfs} PDFs stored, "
+            f"in {elapsed:.1f} s with "
             f"2 workers = {opened / elapsed:.1f} invoices/s; peak RSS per worker {peaks[0]:.0f} / {peaks[1]:.0f} MB; "
             f"numbers gapless: {gapless}; exit codes {[w.returncode for w in workers]}",
             flush=True,

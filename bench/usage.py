@@ -4,9 +4,10 @@ SQLite, or PostgreSQL with ``--postgres`` (a throwaway cluster, fsync off as in 
 migrated with ``flask db upgrade``, N users (default 1,000) and one plan whose spec (``metrics:``) has the
 metrics of the usage tests (requests: count, bytes: sum, peak: max, resources: unique
 ``data.request_resource_name``, busy seconds: duration). A file of E events (default 1,000,000) in the
-events format of ``app/usage/events.py`` is written streaming to a temporary directory, without ``id`` (the
-line's hash is its id): ``start_dt`` within the current UTC month up to now, ``end_dt`` 5 ms to 5 s later,
-a seeded user, kind ``api``, action ``request``.
+events format of ``app/usage/events.py`` is written streaming to a temporary directory, without ``id``
+(``logfiles.line_id``: the line's start time and hash): ``start_dt`` spread over the current UTC month up to
+now in log order (each up to 5 s before its place: a line is written when its request ends), ``end_dt`` 5 ms
+to 5 s later, a seeded user, kind ``api``, action ``request``.
 
 Each ingest runs ``ingest_path(path)`` in a child process of its own (``python -c``, the app built as here):
 its wall time around ``ingest_path``, its CPU seconds (user + sys, one core: the ingest is one thread) and
@@ -152,7 +153,8 @@ def _generate(path, count: int, userids: list[str], now, seed: int = 1, prefix: 
     with open(path, "w", encoding="utf-8", buffering=1 << 20) as handle:
         chunk = []
         for index in range(count):
-            start = month + timedelta(microseconds=rng.randrange(span))
+            # a log is written as requests end: in time order, give or take a request's few seconds
+            start = month + timedelta(microseconds=max(0, index * span // count - rng.randrange(5_000_000)))
             resource = rng.choice(RESOURCES)
             event = {
                 "start_dt": start.isoformat(),
@@ -263,7 +265,7 @@ def _what_ifs(rows: list[dict], batch: int) -> list[tuple[str, float, int]]:
         ),
     ]
     if hasattr(events, "insert_many"):
-        bulk = "COPY into a temp table + INSERT ... SELECT" if postgres else "sqlite3 executemany"
+        bulk = "COPY (straight in, else via a temp table)" if postgres else "sqlite3 executemany"
         ways.append((f"insert_many: {bulk}, ON CONFLICT DO NOTHING", events.insert_many))
     results = []
     for name, insert in ways:
@@ -294,7 +296,6 @@ def _short_path(filename: str, root) -> str:
 def _profile(path, count: int, batch: int, root) -> None:
     """The ingest's parts timed one by one, other inserts, then ``ingest_path`` under cProfile."""
     import cProfile
-    import hashlib
     import pstats
 
     from app.extensions import db
@@ -319,8 +320,8 @@ def _profile(path, count: int, batch: int, root) -> None:
     parts.append((f"{parser.__name__}.loads (the better of 2 runs)", seconds))
     began = time.perf_counter()
     for line, event in zip(lines, events, strict=True):
-        event["id"] = "log:" + hashlib.sha256(line).hexdigest()
-    parts.append(("sha256 of the line (the id)", time.perf_counter() - began))
+        event["id"] = logfiles.line_id(line, event.get("start_dt"))
+    parts.append(("line_id: start time + sha256 of the line", time.perf_counter() - began))
     now = utcnow()
     resolver = Resolver()
     began = time.perf_counter()

@@ -342,3 +342,97 @@ def test_bulk_ingestion_counts_each_event_once_on_both_databases(any_app, tmp_pa
     stored = db.session.get(UsageEvent, "bulk7")
     assert stored.time == when and stored.user_id == user.id and stored.data == {"n": 7}
     assert stored.end == when + timedelta(seconds=2) and stored.duration == 2.0 and stored.source == "log"
+
+
+def test_a_batch_meeting_stored_ids_falls_back_and_loses_nothing(any_app, tmp_path):
+    """PostgreSQL COPYs a batch straight into the table; when the unique key refuses one row the savepoint
+    goes and the batch takes the ON CONFLICT path: the new rows of it are kept, the stored one counts once."""
+    make_user(userid="ada")
+    assert record([event(id="bulk25", data={"n": "first"})], "api").count("accepted") == 1
+    db.session.commit()
+    log = tmp_path / "bulk.log"
+    write_lines(log, [event(id=f"bulk{i}", data={"n": i}) for i in range(50)], "w")
+    report = ingest_path(str(log), batch=20)  # 0-19 new, 20-39 meets bulk25, 40-49 new
+    assert (report.inserted, report.duplicates) == (49, 1) and count_events() == 50
+    assert db.session.get(UsageEvent, "bulk25").data == {"n": "first"}  # the stored one stays as it was
+    assert db.session.get(UsageEvent, "bulk24").data == {"n": 24}  # the batch it was in is there
+
+
+def test_a_log_line_id_is_its_start_time_and_hash():
+    from app.usage.logfiles import line_id
+
+    first = line_id(b'{"start_dt": "2026-11-28T10:00:00"}', "2026-11-28T10:00:00")
+    later = line_id(b'{"start_dt": "2026-11-28T10:00:01"}', "2026-11-28T10:00:01")
+    assert first.startswith("log:2026-11-28T10:00:00:") and first < later  # in log order, in key order
+    assert line_id(b'{"start_dt": "2026-11-28T10:00:00"}', "2026-11-28T10:00:00") == first
+    assert line_id(b'{"start_dt": "2026-11-28T10:00:00", "n": 1}', "2026-11-28T10:00:00") != first
+    assert line_id(b"{}", None).startswith("log::") and len(line_id(b"{}", "x" * 500)) == 4 + 32 + 1 + 32
+
+
+def test_bulk_ingestion_keeps_tabs_newlines_backslashes_and_refuses_nul(any_app, tmp_path):
+    """The bulk path writes COPY's text format itself: every character that format escapes comes back as it
+    went in; a NUL, which no text column can store, is a malformed line, not a failed batch."""
+    make_user(userid="ada")
+    tricky = "a\tb\nc\\d\re \\N"
+    lines = [
+        event(id=f"id {tricky}", kind="k\t\\", action="a\\nb", client_ip="\\N", data={"x": tricky, "y": "\\u0000"}),
+        event(id="plain", data={"nested": [{"deep": "é ✓"}]}, quantity=0.25, plan=None),
+        event(id="nul in data", data={"x": "a\x00b"}),
+        event(id="nul in kind", kind="a\x00b"),
+        event(id="nul\x00in id"),
+    ]
+    log = tmp_path / "tricky.log"
+    write_lines(log, lines, "w")
+    report = ingest_path(str(log))
+    assert (report.inserted, report.malformed) == (2, 3)
+    reasons = " ".join(reason for _, _, reason in report.errors)
+    assert "NUL" in reasons and [line for _, line, _ in report.errors] == [3, 4, 5]
+    stored = db.session.get(UsageEvent, f"id {tricky}")
+    assert (stored.kind, stored.action, stored.client_ip) == ("k\t\\", "a\\nb", "\\N")
+    assert stored.data == {"x": tricky, "y": "\\u0000"} and stored.end - stored.time == timedelta(seconds=2)
+    plain = db.session.get(UsageEvent, "plain")
+    assert plain.data == {"nested": [{"deep": "é ✓"}]} and plain.quantity == 0.25 and plain.plan_id is None
+
+
+def test_a_failing_writer_stops_the_ingest_with_its_error_and_keeps_the_checkpoint(any_app, tmp_path, monkeypatch):
+    from app.models import UsageCheckpoint
+    from app.usage import logfiles
+
+    make_user(userid="ada")
+    log = tmp_path / "bulk.log"
+    write_lines(log, [event(id=f"w{i}") for i in range(30)], "w")
+    calls = []
+
+    def insert_then_fail(rows, direct=True):
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise RuntimeError("the database went away")
+        return real(rows, direct)
+
+    real = logfiles.insert_many
+    monkeypatch.setattr(logfiles, "insert_many", insert_then_fail)
+    with pytest.raises(RuntimeError, match="went away"):
+        ingest_path(str(log), batch=10)
+    db.session.rollback()
+    assert count_events() == 10  # the first batch, committed with its checkpoint
+    checkpoint = db.session.scalar(select(UsageCheckpoint))
+    assert checkpoint.lines == 10
+    monkeypatch.setattr(logfiles, "insert_many", real)
+    report = ingest_path(str(log), batch=10)  # on from the checkpoint: nothing twice, nothing skipped
+    assert (report.read, report.inserted, report.duplicates) == (20, 20, 0) and count_events() == 30
+
+
+def test_a_failing_reader_stops_the_writer(any_app, tmp_path, monkeypatch):
+    from app.usage import logfiles
+
+    make_user(userid="ada")
+    log = tmp_path / "bulk.log"
+    write_lines(log, [event(id=f"r{i}") for i in range(30)], "w")
+
+    def broken(*args):
+        raise RuntimeError("a bug in the reader")
+
+    monkeypatch.setattr(logfiles, "to_row", broken)
+    with pytest.raises(RuntimeError, match="a bug in the reader"):
+        ingest_path(str(log), batch=10)
+    assert not [t for t in threading.enumerate() if t.name == "usage-writer"]

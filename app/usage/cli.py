@@ -7,12 +7,12 @@ import click
 from flask import Flask
 
 from ..cli import db_command
-from .logfiles import ingest_path
+from .logfiles import BATCH, ingest_path
 
 
 @click.command("ingestusage")
 @click.argument("path")
-@click.option("--batch", default=5000, type=click.IntRange(1, 100_000), help="Events per transaction.")
+@click.option("--batch", default=BATCH, type=click.IntRange(1, 100_000), help="Events per transaction.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @db_command
 def ingestusage(path, batch, as_json):

@@ -51,6 +51,8 @@ def parse_time(value, name: str) -> datetime:
         when = datetime.fromisoformat(value)
     except ValueError:
         raise EventError(f"{name}: {value[:40]!r} is not an ISO 8601 time") from None
+    if when.tzinfo is UTC:  # "+00:00" and "Z": as it is (each conversion costs more than the parse)
+        return when
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
@@ -58,8 +60,8 @@ def event_id(raw: dict, source: str) -> str:
     """The event's own id, or a stable hash of it: the same event sent twice is one event."""
     given = raw.get("id")
     if given is not None:
-        if not isinstance(given, str) or not given or len(given) > MAX_ID:
-            raise EventError(f"id: a text of 1 to {MAX_ID} characters")
+        if not isinstance(given, str) or not given or len(given) > MAX_ID or "\x00" in given:
+            raise EventError(f"id: a text of 1 to {MAX_ID} characters (no NUL)")
         return given
     canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     return f"{source}:{hashlib.sha256(canonical.encode()).hexdigest()}"
@@ -124,8 +126,8 @@ def to_row(raw, source: str, resolver: Resolver, now: datetime, cutoff: datetime
         if value is None and name == "client_ip":
             row[name] = None
             continue
-        if not isinstance(value, str) or not value or len(value) > limit:
-            raise EventError(f"{name}: a text of 1 to {limit} characters is required")
+        if not isinstance(value, str) or not value or len(value) > limit or "\x00" in value:
+            raise EventError(f"{name}: a text of 1 to {limit} characters (no NUL) is required")
         row[name] = value
     quantity = raw.get("quantity", 1)
     if (
@@ -142,6 +144,9 @@ def to_row(raw, source: str, resolver: Resolver, now: datetime, cutoff: datetime
         data = {**data, "original_time": start.isoformat(), "late": True}
         end = cutoff + (end - start) if end is not None else None
         start = cutoff
+    data_json = orjson.dumps(data).decode()  # str: orjson's bytes kept alive fragment the heap (4 kB each)
+    if "\\u0000" in data_json and _has_nul(data):  # the bytes first: the walk only when they are there
+        raise EventError("data: a text in it has a NUL character (\\u0000), which the database cannot store")
     row.update(
         time=start,
         end=end,
@@ -149,9 +154,20 @@ def to_row(raw, source: str, resolver: Resolver, now: datetime, cutoff: datetime
         quantity=float(quantity),
         source=source,
         data=data,
+        data_json=data_json,  # the JSON the bulk path writes, made once
         ingested_at=now,
     )
     return row
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def insert_rows(rows: list[dict]) -> set[str]:
@@ -164,6 +180,7 @@ def insert_rows(rows: list[dict]) -> set[str]:
     dialect = db.session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(UsageEvent).on_conflict_do_nothing(index_elements=["id"]).returning(UsageEvent.id)
+    rows = [{name: row[name] for name in COLUMNS} for row in rows]
     return set(db.session.scalars(statement, rows, execution_options={"render_nulls": True}))
 
 
@@ -190,6 +207,7 @@ SQLITE_INSERT = (
     f"INSERT INTO usage_events ({_NAMES}) VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (id) DO NOTHING"  # noqa: S608
 )
 PG_COPY = f"COPY usage_events_load ({_NAMES}) FROM STDIN"
+PG_COPY_DIRECT = f"COPY usage_events ({_NAMES}) FROM STDIN"
 PG_INSERT = f"INSERT INTO usage_events ({_NAMES}) SELECT {_NAMES} FROM usage_events_load ON CONFLICT (id) DO NOTHING"  # noqa: S608
 
 
@@ -206,16 +224,61 @@ def values(rows: list[dict], when):
         yield (
             row["id"], when(row["time"]), when(row["end"]), row["duration"], row["user_id"], row["plan_id"],
             row["kind"], row["action"], row["quantity"], row["source"], row["client_ip"],
-            orjson.dumps(row["data"]).decode(), when(row["ingested_at"]),
+            _data_json(row), when(row["ingested_at"]),
         )  # fmt: skip
 
 
-def insert_many(rows: list[dict]) -> int:
+def _data_json(row: dict) -> str:
+    return row.get("data_json") or orjson.dumps(row["data"]).decode()
+
+
+# COPY's text format: a tab between the columns, \\N for NULL, and these four escaped in a value
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+_NULL = "\\N"
+
+
+def _escaped(text: str) -> str:
+    # four scans for a character are quicker than translating every one: most values have none of them
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_COPY_ESCAPES)
+    return text
+
+
+def copy_text(rows: list[dict]) -> bytes:
+    """The rows in COPY's text format, COLUMNS order, one line each: written a chunk at a time, instead of
+    the driver adapting 13 values a row. Times as ISO 8601 with their UTC offset (the columns are
+    timestamptz); text escaped (JSON has no raw tab, newline or CR: only its backslashes are doubled); the
+    ids, kind, action and client_ip came through ``to_row``, which refuses NUL."""
+    null = _NULL
+    lines = []
+    ingested, ingested_text = None, ""
+    for row in rows:
+        end, duration, plan_id, client_ip = row["end"], row["duration"], row["plan_id"], row["client_ip"]
+        if row["ingested_at"] is not ingested:  # one time for a whole batch, as a rule
+            ingested = row["ingested_at"]
+            ingested_text = ingested.isoformat()
+        data = _data_json(row)
+        if "\\" in data:
+            data = data.replace("\\", "\\\\")
+        lines.append(
+            f"{_escaped(row['id'])}\t{row['time'].isoformat()}\t"
+            f"{null if end is None else end.isoformat()}\t{null if duration is None else repr(duration)}\t"
+            f"{row['user_id']}\t{null if plan_id is None else plan_id}\t{_escaped(row['kind'])}\t"
+            f"{_escaped(row['action'])}\t{row['quantity']!r}\t{row['source']}\t"
+            f"{null if client_ip is None else _escaped(client_ip)}\t"
+            f"{data}\t{ingested_text}\n"
+        )
+    return "".join(lines).encode()
+
+
+def insert_many(rows: list[dict], direct: bool = True) -> int:
     """``insert_rows`` for bulk loads, where per-event answers are not needed: how many were new.
 
-    The database's own bulk paths -- ``executemany`` on SQLite, ``COPY`` into a temporary table then one
-    ``INSERT ... ON CONFLICT DO NOTHING`` on PostgreSQL -- with the values converted here, not per row
-    by the ORM. The same unique key decides. The caller commits.
+    The database's own bulk paths, with the values converted here, not per row by the ORM; the same unique
+    key decides. SQLite: ``executemany`` of ``INSERT ... ON CONFLICT DO NOTHING``. PostgreSQL: with
+    ``direct``, ``COPY`` straight into the table in a savepoint -- the fast path, for rows that are new --
+    and when an id exists (the unique key refuses the COPY), the savepoint rolled back and ``COPY`` into a
+    temporary table then one ``INSERT ... ON CONFLICT DO NOTHING``. The caller commits.
     """
     if not rows:
         return 0
@@ -224,23 +287,41 @@ def insert_many(rows: list[dict]) -> int:
     raw = connection.connection.driver_connection
     if dialect == "sqlite":
         cursor = raw.cursor()
-        # random ids go all over the primary key's b-tree: a larger page cache keeps it in memory
+        # a larger page cache keeps the hot part of the primary key's b-tree in memory
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.executemany(SQLITE_INSERT, values(rows, _sqlite_time))
         return cursor.rowcount
     if dialect == "postgresql":
+        from psycopg.errors import UniqueViolation
+
         with raw.cursor() as cursor:
+            if direct:
+                cursor.execute("SAVEPOINT usage_copy")
+                try:
+                    _copy(cursor, PG_COPY_DIRECT, rows)
+                except UniqueViolation:
+                    cursor.execute("ROLLBACK TO SAVEPOINT usage_copy")  # nothing of the COPY stays
+                else:
+                    cursor.execute("RELEASE SAVEPOINT usage_copy")
+                    return len(rows)
             cursor.execute(
                 "CREATE TEMPORARY TABLE IF NOT EXISTS usage_events_load (LIKE usage_events) ON COMMIT DELETE ROWS"
             )
-            with cursor.copy(PG_COPY) as copy:
-                for row in values(rows, lambda moment: moment):  # psycopg writes aware datetimes itself
-                    copy.write_row(row)
+            _copy(cursor, PG_COPY, rows)
             cursor.execute(PG_INSERT)
             inserted = cursor.rowcount
             cursor.execute("DELETE FROM usage_events_load")
             return inserted
     return len(insert_rows(rows))
+
+
+COPY_CHUNK = 2000  # rows a write: the server works on one while the next is formatted
+
+
+def _copy(cursor, statement: str, rows: list[dict]) -> None:
+    with cursor.copy(statement) as copy:
+        for start in range(0, len(rows), COPY_CHUNK):
+            copy.write(copy_text(rows[start : start + COPY_CHUNK]))
 
 
 @dataclass

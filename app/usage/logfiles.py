@@ -5,14 +5,25 @@ re-run read only what was appended. When the file was rotated (a new file at the
 one is read first -- found by its inode beside the path (``app.log.1``, ``app.log-20261128``, ...) -- then the
 new one from its start: no line counted twice, none skipped. Only complete lines are read: a line still
 being written is left for the next run. Each batch and the checkpoint commit together.
+
+Two threads: this one reads and validates a batch while a ``Writer`` inserts the one before it (the wait for
+the database, and the database's own work, overlap the parsing). The cyclic garbage collector is paused
+while the lines are read: they make many small containers and no cycles, and each collection would walk
+every event of the batches in memory.
 """
 
+import gc
 import hashlib
+import queue
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+from flask import current_app
+from sqlalchemy import update
 
 from ..extensions import db
 from ..models import Source, UsageCheckpoint
@@ -61,6 +72,18 @@ def rotated_predecessor(path: Path, ident: str) -> Path | None:
     return None
 
 
+def line_id(text: bytes, start) -> str:
+    """The id of a line's event that has none: ``log:<start_dt as written>:<hash of the line>``.
+
+    The line is the event, so the same line is the same event wherever and however often it is read. The
+    start time in front orders the ids of a log as its lines are ordered (by time): new ids go on the last
+    pages of the primary key's index instead of all over it, which is what makes a large table's inserts
+    cheap. 128 bits of sha256 keep apart lines that differ.
+    """
+    prefix = start[:32] if isinstance(start, str) else ""
+    return f"log:{prefix}:{hashlib.sha256(text).hexdigest()[:32]}"
+
+
 class Ingest:
     def __init__(self, report: Report, batch: int = BATCH):
         self.report, self.batch = report, batch
@@ -93,11 +116,10 @@ class Ingest:
             self.report.add_error(name, number, f"not JSON ({exc.msg})")
             return
         if isinstance(event, dict) and "id" not in event:
-            # the line is the event: its hash is its id, wherever it is read from
-            event["id"] = "log:" + hashlib.sha256(text).hexdigest()
+            event["id"] = line_id(text, event.get("start_dt"))
         events.append((number, event))
 
-    def flush(self, name: str, events: list, checkpoint: UsageCheckpoint | None, offset: int, line: int) -> None:
+    def flush(self, name: str, events: list, writer: "Writer", offset: int, line: int) -> None:
         self.resolver.prefetch([event for _, event in events])
         rows = []
         for number, event in events:
@@ -106,24 +128,107 @@ class Ingest:
             except EventError as exc:
                 self.report.add_error(name, number, str(exc))
         unique = list({row["id"]: row for row in rows}.values())
-        inserted = insert_many(unique)
-        self.report.inserted += inserted
-        self.report.duplicates += len(rows) - inserted
+        self.report.duplicates += len(rows) - len(unique)  # the same line twice in one batch
         self.report.late += sum(1 for row in unique if row["data"].get("late"))
-        if checkpoint is not None:
-            checkpoint.offset, checkpoint.lines = offset, line
-        db.session.commit()
+        db.session.rollback()  # the resolver's reads: no snapshot kept open while the writer writes
+        writer.put((unique, offset, line))
         events.clear()
 
     def read(self, handle, name: str, checkpoint: UsageCheckpoint | None, start_line: int = 0) -> None:
         events: list = []
         offset, line = handle.tell(), start_line
-        for number, raw, offset in self.lines(handle, name, start_line):
-            line = number
-            self.parse(name, number, raw, events)
-            if len(events) >= self.batch:
-                self.flush(name, events, checkpoint, offset, line)
-        self.flush(name, events, checkpoint, offset, line)
+        db.session.commit()  # the checkpoint row as it starts: from here on the writer moves it
+        with collector_paused(), Writer(self.report, checkpoint.name if checkpoint else None) as writer:
+            for number, raw, offset in self.lines(handle, name, start_line):
+                line = number
+                self.parse(name, number, raw, events)
+                if len(events) >= self.batch:
+                    self.flush(name, events, writer, offset, line)
+            self.flush(name, events, writer, offset, line)
+        if checkpoint is not None:
+            db.session.refresh(checkpoint)  # as the writer left it
+
+
+@contextmanager
+def collector_paused():
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class Writer:
+    """The database side of an ingest, in a thread of its own with a session of its own: each batch's rows
+    inserted (``insert_many``) and the checkpoint moved past them, in one transaction, in order. At most one
+    batch waits for it, so memory stays bounded; its failure is raised in the reading thread."""
+
+    def __init__(self, report: Report, checkpoint: str | None):
+        self.report, self.checkpoint = report, checkpoint
+        self.batches: queue.Queue = queue.Queue(maxsize=1)
+        self.failure: BaseException | None = None
+        self.direct = True  # COPY straight into the table, until a batch meets ids that are there already
+        self.inserted = self.duplicates = 0  # added to the report when the thread is done
+        self.thread = threading.Thread(
+            target=self.run, args=(current_app._get_current_object(),), name="usage-writer", daemon=True
+        )
+
+    def __enter__(self) -> "Writer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.put(None)
+        else:  # the reader failed: the writer stops after the batch it has
+            while self.thread.is_alive():
+                try:
+                    self.batches.put(None, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+        self.thread.join()
+        self.report.inserted += self.inserted
+        self.report.duplicates += self.duplicates
+        if kind is None and self.failure is not None:
+            raise self.failure
+
+    def put(self, batch) -> None:
+        while True:
+            if self.failure is not None:
+                raise self.failure
+            try:
+                self.batches.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def run(self, app) -> None:
+        with app.app_context():
+            try:
+                while (batch := self.batches.get()) is not None:
+                    self.write(*batch)
+            except BaseException as exc:  # noqa: BLE001 -- handed to the reading thread, which raises it
+                self.failure = exc
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
+    def write(self, rows: list[dict], offset: int, line: int) -> None:
+        inserted = insert_many(rows, direct=self.direct)
+        self.direct = self.direct and inserted == len(rows)
+        if self.checkpoint is not None:
+            db.session.execute(
+                update(UsageCheckpoint)
+                .where(UsageCheckpoint.name == self.checkpoint)
+                .values(offset=offset, lines=line)
+                .execution_options(synchronize_session=False)
+            )
+        db.session.commit()
+        self.inserted += inserted
+        self.duplicates += len(rows) - inserted
 
 
 def checkpoint_for(path: Path) -> UsageCheckpoint:
