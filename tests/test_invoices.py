@@ -371,6 +371,24 @@ def test_admins_record_payments_and_close_invoices_in_the_console(client, login,
     assert reload(second).status == InvoiceStatus.UNCOLLECTIBLE
 
 
+def test_admins_finalize_a_draft_in_the_console_with_its_pdf(client, login, app):
+    plan = ServicePlan.by_name("omegaml") or make_plan()
+    plan.base_fee = 3000
+    db.session.commit()
+    ada = make_user()
+    installed(ada, since=datetime(2026, 10, 1, tzinfo=UTC))
+    draft = write_draft(ada, "2026-10")
+    db.session.commit()
+    login(make_user(admin=True))
+    client.post(f"/admin/invoice/{draft.id}/finalize")
+    invoice = reload(draft)
+    assert invoice.status == InvoiceStatus.OPEN and invoice.number and invoice.pdf.startswith(b"%PDF")
+    assert f"Invoice {invoice.number} is finalized." in client.get("/admin/").get_data(as_text=True)
+    client.post(f"/admin/invoice/{draft.id}/finalize")
+    assert "is open already" in client.get("/admin/").get_data(as_text=True)
+    assert reload(draft).pdf == invoice.pdf
+
+
 def signed(payload: str, secret: str, timestamp: int | None = None) -> dict:
     import hashlib
     import hmac
