@@ -108,6 +108,7 @@ def test_the_run_bills_prorated_base_fees_and_usage_beyond_the_included(priced):
         "existing": 0,
         "nothing billable": 0,
         "pdfs": 1,
+        "pdf failures": 0,
     }
     invoice = db.session.scalar(select(Invoice).where(Invoice.user_id == ada.id))
     base, requests = invoice.lines
@@ -282,7 +283,7 @@ def test_the_run_stores_the_pdfs_a_dead_worker_left_out(priced):
     first = run_invoices("2026-11", now=NOW)
     assert first["finalized"] == 2 and first["pdfs"] == 2
     invoice = finalized_invoice(pdf=False)
-    assert render_missing("2026-11", [ada.id]) == 0  # only the users asked for
+    assert render_missing("2026-11", [ada.id]) == (0, 0)  # only the users asked for
     again = run_invoices("2026-11", now=NOW)
     assert again["finalized"] == 0 and again["existing"] == 3 and again["pdfs"] == 1
     assert reload(invoice).pdf.startswith(b"%PDF")
@@ -487,3 +488,40 @@ def test_the_dashboard_charts_revenue_per_month(client, login, app):
     assert unpaid[-2] == 32.43 and paid[-2] == 0
     login(make_user(admin=True))
     assert "Invoiced per month" in client.get("/admin/").get_data(as_text=True)
+
+
+def test_a_pdf_that_cannot_be_rendered_stops_nothing_and_is_made_later(client, login, app, smtp, monkeypatch):
+    """The invoice stays finalized; the run reports it, the others get theirs, the download says to try
+    again (503, no traceback), the reminders go on; once the renderer works the next run stores it."""
+    from app.billing import pdf
+    from app.billing.reminders import send_reminders
+
+    plan = ServicePlan.by_name("omegaml") or make_plan()
+    plan.base_fee = 3000
+    db.session.commit()
+    ada, bob = make_user(), make_user()
+    for user in (ada, bob):
+        installed(user, since=datetime(2026, 10, 1, tzinfo=UTC))
+    real = pdf.invoice_pdf
+
+    def broken_for_ada(invoice):
+        if invoice.user_id == ada.id:
+            raise RuntimeError("a font went missing")
+        return real(invoice)
+
+    monkeypatch.setattr(pdf, "invoice_pdf", broken_for_ada)
+    result = run_invoices("2026-10", now=NOW)
+    assert (result["finalized"], result["pdfs"], result["pdf failures"]) == (2, 1, 1)
+    ada_invoice = db.session.scalar(select(Invoice).where(Invoice.user_id == ada.id))
+    assert ada_invoice.status == InvoiceStatus.OPEN and ada_invoice.number and ada_invoice.pdf is None
+    login(ada)
+    response = client.get(f"/invoices/{ada_invoice.id}.pdf")
+    assert response.status_code == 503 and "try again later" in response.get_data(as_text=True)
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert f'href="/invoices/{ada_invoice.id}.pdf"' in client.get("/invoices").get_data(as_text=True)
+    sent = send_reminders(ada_invoice.due_at + timedelta(days=4))
+    assert sent == {"reminders sent": 1, "failed": 1} and len(smtp.messages) == 1  # bob's went out
+    monkeypatch.setattr(pdf, "invoice_pdf", real)
+    assert run_invoices("2026-10", now=NOW)["pdfs"] == 1
+    assert reload(ada_invoice).pdf.startswith(b"%PDF")
+    assert client.get(f"/invoices/{ada_invoice.id}.pdf").status_code == 200

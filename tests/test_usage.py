@@ -436,3 +436,35 @@ def test_a_failing_reader_stops_the_writer(any_app, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="a bug in the reader"):
         ingest_path(str(log), batch=10)
     assert not [t for t in threading.enumerate() if t.name == "usage-writer"]
+
+
+def test_events_the_database_cannot_hold_are_rejected_with_the_reason(ada):
+    late = NOW - timedelta(days=70)
+    outcome = record(
+        [
+            event(id="huge", data={"n": 10**30}),
+            event(id="deep", data=json.loads('{"a":' * 300 + "1" + "}" * 300)),
+            event(id="far", when=late, end_dt="9999-12-31T00:00:00"),
+            event(id="fine"),
+        ],
+        "batch",
+    )
+    db.session.commit()
+    assert [r["status"] for r in outcome.results] == ["rejected"] * 3 + ["accepted"]
+    assert "data: cannot be stored" in outcome.results[0]["reason"]
+    assert "end_dt: too far after start_dt" in outcome.results[2]["reason"]
+
+
+def test_ingest_on_an_in_memory_sqlite_writes_in_the_reading_thread(redis_server, tmp_path):
+    from .conftest import make_app
+
+    app = make_app("sqlite://", redis_server.url, tmp_path)
+    with app.app_context():
+        db.create_all()
+        make_user(userid="ada")
+        log = tmp_path / "bulk.log"
+        write_lines(log, [event(id=f"m{i}") for i in range(30)], "w")
+        report = ingest_path(str(log), batch=10)
+        assert (report.inserted, report.duplicates) == (30, 0) and count_events() == 30
+        assert not [t for t in threading.enumerate() if t.name == "usage-writer"]
+        db.session.remove()

@@ -25,6 +25,12 @@ def run(period):
         f"{result['period']}: {result['finalized']} invoices finalized, {result['existing']} existing, "
         f"{result['nothing billable']} users with nothing billable, {result['pdfs']} PDFs stored"
     )
+    if result["pdf failures"]:
+        click.echo(
+            f"{result['pdf failures']} PDFs could not be rendered (see the log); the next run tries them again",
+            err=True,
+        )
+        raise SystemExit(1)
 
 
 def register(app: Flask) -> None:

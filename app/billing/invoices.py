@@ -250,7 +250,8 @@ def finalize(invoice: Invoice, now: datetime | None = None) -> Invoice:
     rollback gives the number back), then stores the PDF with ``store_pdf``.
 
     The number's counter row stays locked until that commit, so the PDF (100 ms and more) is rendered after
-    it, in its own transaction: the document shows only what the database already keeps from changing.
+    it, in its own transaction, from the invoice as committed (lines, customer snapshot, dates), as a rule
+    seconds later.
     """
     if invoice.status != InvoiceStatus.DRAFT:
         raise BillingError(f"invoice {invoice} is {invoice.status} already")
@@ -276,30 +277,48 @@ def store_pdf(invoice: Invoice) -> bytes:
     """The finalized invoice's PDF: rendered and stored with its sha256 the first time, as stored after.
 
     The database takes the PDF once (from NULL); a second renderer racing this one stores nothing and gets
-    the stored one. The caller commits.
+    the stored one. A render that fails is a ``BillingError`` (logged with its traceback); nothing is
+    stored and the invoice stays as it was. The caller commits.
     """
+    _store(invoice)
+    if invoice.pdf is None:
+        raise BillingError(f"the PDF of invoice {invoice.number} is not there yet")
+    return invoice.pdf
+
+
+def _store(invoice: Invoice) -> bool:
+    """Render and store the PDF if it has none; True when this call stored it."""
     if invoice.status == InvoiceStatus.DRAFT:
         raise BillingError(f"invoice {invoice} is a draft: it has no PDF")
     if invoice.pdf is not None:
-        return invoice.pdf
+        return False
     from .pdf import invoice_pdf
 
-    data, sha256 = invoice_pdf(invoice)
-    db.session.execute(
+    try:
+        data, sha256 = invoice_pdf(invoice)
+    except Exception as exc:  # noqa: BLE001 -- the template or WeasyPrint: reported, the caller goes on
+        current_app.logger.exception("the PDF of invoice %s could not be rendered", invoice.number)
+        raise BillingError(f"the PDF of invoice {invoice.number} could not be rendered ({exc})") from exc
+    stored = db.session.execute(
         update(Invoice)
         .where(Invoice.id == invoice.id, Invoice.pdf.is_(None))
         .values(pdf=data, pdf_sha256=sha256)
         .execution_options(synchronize_session=False)
-    )
+    ).rowcount
     db.session.refresh(invoice, ["pdf", "pdf_sha256"])
-    return invoice.pdf
+    return stored == 1
 
 
 def finalize_with_pdf(invoice: Invoice, now: datetime | None = None) -> Invoice:
-    """Finalize and commit, then render and store the PDF and commit."""
+    """Finalize and commit, then render and store the PDF and commit. A render that fails leaves the
+    invoice finalized without its PDF (a ``BillingError`` says so): the next run or a download stores it."""
     finalize(invoice, now)
     db.session.commit()
-    store_pdf(invoice)
+    try:
+        store_pdf(invoice)
+    except BillingError:
+        db.session.rollback()
+        raise
     db.session.commit()
     return invoice
 
@@ -345,26 +364,31 @@ def run_invoices(period: str, now: datetime | None = None, user_ids: list[int] |
             finalize(invoice, now)
             made += 1
         db.session.commit()
+    pdfs, failures = render_missing(period, user_ids)
     return {
         "period": period,
         "finalized": made,
         "existing": existing,
         "nothing billable": nothing,
-        "pdfs": render_missing(period, user_ids),
+        "pdfs": pdfs,
+        "pdf failures": failures,
     }
 
 
-def render_missing(period: str, user_ids: list[int] | None = None) -> int:
+def render_missing(period: str, user_ids: list[int] | None = None) -> tuple[int, int]:
     """Store the PDF of each finalized invoice of the period that has none yet (just finalized, or left so
-    by a worker that died between the two commits); one commit each."""
+    by a worker that died between the two commits); one commit each. (stored, failed to render)."""
     query = select(Invoice.id).where(
         Invoice.period == period, Invoice.status != InvoiceStatus.DRAFT.value, Invoice.pdf.is_(None)
     )
     if user_ids is not None:
         query = query.where(Invoice.user_id.in_(user_ids))
-    stored = 0
+    stored = failed = 0
     for invoice_id in db.session.scalars(query.order_by(Invoice.id)).all():
-        store_pdf(db.session.get(Invoice, invoice_id))
-        db.session.commit()
-        stored += 1
-    return stored
+        try:
+            stored += _store(db.session.get(Invoice, invoice_id))
+            db.session.commit()
+        except BillingError:  # logged; the others go on, and the next run or a download tries it again
+            db.session.rollback()
+            failed += 1
+    return stored, failed

@@ -10,7 +10,7 @@ from ..extensions import db
 from ..mail import MailError, send_mail
 from ..models import Invoice, InvoiceStatus
 from ..models.types import utcnow
-from .invoices import store_pdf
+from .invoices import BillingError, store_pdf
 from .payments import balance
 
 
@@ -31,11 +31,19 @@ def send_reminders(now: datetime | None = None) -> dict:
         if not reminder_due(invoice, now, days):
             continue
         try:
+            pdf = store_pdf(invoice)
+            db.session.commit()
+        except BillingError as exc:  # logged where it failed; the other reminders go on, this one tomorrow
+            db.session.rollback()
+            current_app.logger.warning("reminder for %s not sent: %s", invoice.number, exc)
+            failed += 1
+            continue
+        try:
             send_mail(
                 invoice.customer.get("email") or invoice.user.email,
                 f"Reminder: invoice {invoice.number} is overdue",
                 "mail/reminder.txt",
-                attachments=[(f"invoice-{invoice.number}.pdf", store_pdf(invoice), "application/pdf")],
+                attachments=[(f"invoice-{invoice.number}.pdf", pdf, "application/pdf")],
                 invoice=invoice,
                 owed=balance(invoice),
                 days_overdue=(now - invoice.due_at).days,

@@ -142,9 +142,15 @@ def to_row(raw, source: str, resolver: Resolver, now: datetime, cutoff: datetime
         raise EventError("data: a JSON object")
     if start < cutoff:
         data = {**data, "original_time": start.isoformat(), "late": True}
-        end = cutoff + (end - start) if end is not None else None
+        try:
+            end = cutoff + (end - start) if end is not None else None
+        except OverflowError:
+            raise EventError("end_dt: too far after start_dt") from None
         start = cutoff
-    data_json = orjson.dumps(data).decode()  # str: orjson's bytes kept alive fragment the heap (4 kB each)
+    try:
+        data_json = orjson.dumps(data).decode()  # str: orjson's bytes kept alive fragment the heap (4 kB each)
+    except orjson.JSONEncodeError as exc:  # integers beyond 64 bits, nesting beyond 254 levels, lone surrogates
+        raise EventError(f"data: cannot be stored ({exc})") from None
     if "\\u0000" in data_json and _has_nul(data):  # the bytes first: the walk only when they are there
         raise EventError("data: a text in it has a NUL character (\\u0000), which the database cannot store")
     row.update(

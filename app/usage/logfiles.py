@@ -33,6 +33,7 @@ from .events import EventError, Resolver, insert_many, open_period_start, to_row
 BATCH = 20_000
 MAX_LINE = 1_000_000  # bytes; a longer line is malformed
 SHOWN_ERRORS = 50
+COLLECT_EVERY = 25  # batches between two garbage collections while the collector is paused
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Ingest:
         self.resolver = Resolver()
         self.now = utcnow()
         self.cutoff = open_period_start(self.now)
+        self.batches = 0
 
     def lines(self, handle, name: str, start_line: int):
         """Complete lines with their numbers and the offset after each; a partial last line ends the file."""
@@ -133,6 +135,9 @@ class Ingest:
         db.session.rollback()  # the resolver's reads: no snapshot kept open while the writer writes
         writer.put((unique, offset, line))
         events.clear()
+        self.batches += 1
+        if self.batches % COLLECT_EVERY == 0:
+            gc.collect()  # the collector is paused while reading: what cycles the libraries made, now and then
 
     def read(self, handle, name: str, checkpoint: UsageCheckpoint | None, start_line: int = 0) -> None:
         events: list = []
@@ -171,15 +176,23 @@ class Writer:
         self.failure: BaseException | None = None
         self.direct = True  # COPY straight into the table, until a batch meets ids that are there already
         self.inserted = self.duplicates = 0  # added to the report when the thread is done
+        # an in-memory SQLite database is one connection shared by every thread: write in this one
+        self.inline = db.engine.url.get_backend_name() == "sqlite" and db.engine.url.database in (None, "", ":memory:")
         self.thread = threading.Thread(
             target=self.run, args=(current_app._get_current_object(),), name="usage-writer", daemon=True
         )
 
     def __enter__(self) -> "Writer":
+        if self.inline:
+            return self
         self.thread.start()
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
+        if self.inline:
+            self.report.inserted += self.inserted
+            self.report.duplicates += self.duplicates
+            return
         if kind is None:
             self.put(None)
         else:  # the reader failed: the writer stops after the batch it has
@@ -196,6 +209,9 @@ class Writer:
             raise self.failure
 
     def put(self, batch) -> None:
+        if self.inline:
+            self.write(*batch)
+            return
         while True:
             if self.failure is not None:
                 raise self.failure

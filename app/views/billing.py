@@ -4,7 +4,7 @@ from flask import Blueprint, abort, current_app, render_template
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from ..billing.invoices import compute, period_of, store_pdf
+from ..billing.invoices import BillingError, compute, period_of, store_pdf
 from ..extensions import db
 from ..models import Invoice, InvoiceStatus, Payment
 from ..models.types import utcnow
@@ -57,8 +57,12 @@ def pdf(invoice_id: int):
         or (invoice.user_id != current_user.id and not current_user.admin)
     ):
         abort(404)
-    data = store_pdf(invoice)
-    db.session.commit()
+    try:
+        data = store_pdf(invoice)
+        db.session.commit()
+    except BillingError:  # logged with its traceback where it failed
+        db.session.rollback()
+        abort(503, "The PDF of this invoice cannot be made right now. Please try again later.")
     response = current_app.response_class(data, mimetype="application/pdf")
     response.headers["Content-Disposition"] = f'attachment; filename="invoice-{invoice.number}.pdf"'
     response.headers["Cache-Control"] = "private, no-store"

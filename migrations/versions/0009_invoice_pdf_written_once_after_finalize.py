@@ -7,6 +7,7 @@ Create Date: 2026-11-28 11:40:00
 The immutability trigger refused any change to a finalized invoice's pdf and pdf_sha256, so the PDF had to be
 rendered in the transaction that took the year's counter row, holding that lock for the whole render. Now the
 two columns may go from NULL to set, once (app.billing.invoices.store_pdf); every other change stays refused.
+Downgrading puts the old rule back: a finalized invoice still without its PDF then cannot get one.
 """
 from alembic import op
 

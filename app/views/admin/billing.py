@@ -9,7 +9,7 @@ from flask_admin import expose
 from flask_login import current_user
 from sqlalchemy import select
 
-from ...billing.invoices import BillingError, finalize_with_pdf
+from ...billing.invoices import BillingError, finalize, store_pdf
 from ...billing.payments import balance, close, record_payment
 from ...extensions import db
 from ...models import Invoice, InvoiceStatus, Payment, PaymentMethod
@@ -55,11 +55,19 @@ class InvoiceView(ReadOnlyModelView):
         invoice = self.load(Invoice, invoice_id)
         if self.confirmed():
             try:
-                finalize_with_pdf(invoice)
-                flash(f"Invoice {invoice.number} is finalized.", "success")
+                finalize(invoice)
+                db.session.commit()
             except BillingError as exc:
                 db.session.rollback()
                 flash(str(exc), "error")
+                return self.back(invoice)
+            flash(f"Invoice {invoice.number} is finalized.", "success")
+            try:
+                store_pdf(invoice)
+                db.session.commit()
+            except BillingError as exc:  # finalized all the same: the next run or a download stores the PDF
+                db.session.rollback()
+                flash(f"{exc}: it is made again at its first download.", "warning")
         return self.back(invoice)
 
     @expose("/<int:invoice_id>/close/<status>", methods=["POST"])
