@@ -11,7 +11,6 @@ from sqlalchemy.exc import DatabaseError
 from app.billing.invoices import (
     BillingError,
     finalize,
-    finalize_with_pdf,
     period_bounds,
     render_missing,
     run_invoices,
@@ -149,10 +148,11 @@ def finalized_invoice(pdf=True):
     installed(ada, since=datetime(2026, 11, 1, tzinfo=UTC))
     invoice = write_draft(ada, "2026-11")
     db.session.flush()
-    if pdf:
-        return finalize_with_pdf(invoice, NOW)
     finalize(invoice, NOW)
     db.session.commit()
+    if pdf:
+        store_pdf(invoice)
+        db.session.commit()
     return invoice
 
 

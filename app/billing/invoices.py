@@ -309,20 +309,6 @@ def _store(invoice: Invoice) -> bool:
     return stored == 1
 
 
-def finalize_with_pdf(invoice: Invoice, now: datetime | None = None) -> Invoice:
-    """Finalize and commit, then render and store the PDF and commit. A render that fails leaves the
-    invoice finalized without its PDF (a ``BillingError`` says so): the next run or a download stores it."""
-    finalize(invoice, now)
-    db.session.commit()
-    try:
-        store_pdf(invoice)
-    except BillingError:
-        db.session.rollback()
-        raise
-    db.session.commit()
-    return invoice
-
-
 def billable(period: str):
     """Users with a deployment live in the period or usage in it: everyone else gets no invoice."""
     start, end = period_bounds(period)

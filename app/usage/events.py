@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ..api.parsing import has_nul
 from ..extensions import db
 from ..models import ServicePlan, UsageEvent, User
 from ..models.types import utcnow
@@ -151,7 +152,7 @@ def to_row(raw, source: str, resolver: Resolver, now: datetime, cutoff: datetime
         data_json = orjson.dumps(data).decode()  # str: orjson's bytes kept alive fragment the heap (4 kB each)
     except orjson.JSONEncodeError as exc:  # integers beyond 64 bits, nesting beyond 254 levels, lone surrogates
         raise EventError(f"data: cannot be stored ({exc})") from None
-    if "\\u0000" in data_json and _has_nul(data):  # the bytes first: the walk only when they are there
+    if "\\u0000" in data_json and has_nul(data):  # the bytes first: the walk only when they are there
         raise EventError("data: a text in it has a NUL character (\\u0000), which the database cannot store")
     row.update(
         time=start,
@@ -164,16 +165,6 @@ def to_row(raw, source: str, resolver: Resolver, now: datetime, cutoff: datetime
         ingested_at=now,
     )
     return row
-
-
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
 
 
 def insert_rows(rows: list[dict]) -> set[str]:
@@ -224,13 +215,13 @@ def _sqlite_time(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def values(rows: list[dict], when):
-    """The rows as tuples in COLUMNS order; ``when`` puts a datetime in the driver's form."""
+def values(rows: list[dict]):
+    """The rows as tuples in COLUMNS order for SQLite's executemany (times as SQLAlchemy writes them there)."""
     for row in rows:
         yield (
-            row["id"], when(row["time"]), when(row["end"]), row["duration"], row["user_id"], row["plan_id"],
-            row["kind"], row["action"], row["quantity"], row["source"], row["client_ip"],
-            _data_json(row), when(row["ingested_at"]),
+            row["id"], _sqlite_time(row["time"]), _sqlite_time(row["end"]), row["duration"], row["user_id"],
+            row["plan_id"], row["kind"], row["action"], row["quantity"], row["source"], row["client_ip"],
+            _data_json(row), _sqlite_time(row["ingested_at"]),
         )  # fmt: skip
 
 
@@ -295,7 +286,7 @@ def insert_many(rows: list[dict], direct: bool = True) -> int:
         cursor = raw.cursor()
         # a larger page cache keeps the hot part of the primary key's b-tree in memory
         cursor.execute("PRAGMA cache_size=-65536")
-        cursor.executemany(SQLITE_INSERT, values(rows, _sqlite_time))
+        cursor.executemany(SQLITE_INSERT, values(rows))
         return cursor.rowcount
     if dialect == "postgresql":
         from psycopg.errors import UniqueViolation

@@ -189,11 +189,15 @@ class Writer:
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
-        if self.inline:
-            self.report.inserted += self.inserted
-            self.report.duplicates += self.duplicates
-            return
-        if kind is None:
+        if not self.inline:
+            self.stop(failed=kind is not None)
+        self.report.inserted += self.inserted
+        self.report.duplicates += self.duplicates
+        if kind is None and self.failure is not None:
+            raise self.failure
+
+    def stop(self, failed: bool) -> None:
+        if not failed:
             self.put(None)
         else:  # the reader failed: the writer stops after the batch it has
             while self.thread.is_alive():
@@ -203,10 +207,6 @@ class Writer:
                 except queue.Full:
                     continue
         self.thread.join()
-        self.report.inserted += self.inserted
-        self.report.duplicates += self.duplicates
-        if kind is None and self.failure is not None:
-            raise self.failure
 
     def put(self, batch) -> None:
         if self.inline:
