@@ -455,9 +455,18 @@ def test_events_the_database_cannot_hold_are_rejected_with_the_reason(ada):
     assert "end_dt: too far after start_dt" in outcome.results[2]["reason"]
 
 
-def test_ingest_on_an_in_memory_sqlite_writes_in_the_reading_thread(redis_server, tmp_path):
+def test_ingest_on_an_in_memory_sqlite_writes_in_the_reading_thread(redis_server, tmp_path, monkeypatch):
+    from app.usage.logfiles import Writer
+
     from .conftest import make_app
 
+    threads, run = [], Writer.run
+
+    def spied(self, app):  # what a writer thread runs
+        threads.append(app)
+        run(self, app)
+
+    monkeypatch.setattr(Writer, "run", spied)
     app = make_app("sqlite://", redis_server.url, tmp_path)
     with app.app_context():
         db.create_all()
@@ -466,5 +475,5 @@ def test_ingest_on_an_in_memory_sqlite_writes_in_the_reading_thread(redis_server
         write_lines(log, [event(id=f"m{i}") for i in range(30)], "w")
         report = ingest_path(str(log), batch=10)
         assert (report.inserted, report.duplicates) == (30, 0) and count_events() == 30
-        assert not [t for t in threading.enumerate() if t.name == "usage-writer"]
+        assert threads == []  # no writer thread was started
         db.session.remove()
