@@ -84,7 +84,8 @@ def login():
             login_user(user, remember=form.remember.data)
             db.session.commit()
             target = request.args.get("next")
-            return redirect(target if is_safe_next(target) else url_for("main.index"))
+            home = url_for("admin.index") if user.admin else url_for("main.index")
+            return redirect(target if is_safe_next(target) else home)
     return render_template("auth/login.html", form=form)
 
 

@@ -1,6 +1,6 @@
 """The landing page: the catalog for visitors; logged-in users go to their services."""
 
-from flask import Blueprint, redirect, render_template, url_for
+from flask import Blueprint, current_app, redirect, render_template, send_from_directory, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -14,6 +14,13 @@ bp = Blueprint("main", __name__)
 def healthz():
     """Answer that the web process is up (for load balancers; touches nothing)."""
     return {"status": "ok"}
+
+
+@bp.route("/favicon.ico")
+def favicon():
+    """The site's icon (browsers ask for it on every page)."""
+    response = send_from_directory(current_app.static_folder, "favicon.svg", mimetype="image/svg+xml", max_age=86400)
+    return response
 
 
 @bp.route("/")

@@ -1,9 +1,10 @@
 """The admin console (Flask-Admin 2, Bootstrap 4): admins only."""
 
-from flask import Flask
+from flask import Flask, current_app
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
+from ...billing.identity import placeholder_warnings
 from ...extensions import db
 from ...models import (
     Invoice,
@@ -34,7 +35,7 @@ def init_admin(app: Flask) -> Admin:
     admin = Admin(
         app,
         name="omegaops",
-        theme=Bootstrap4Theme(),
+        theme=Bootstrap4Theme(base_template="admin/console_base.html"),
         index_view=DashboardView(url="/admin"),
         csp_nonce_generator=csp_nonce,
     )
@@ -51,4 +52,14 @@ def init_admin(app: Flask) -> Admin:
     admin.add_view(PaymentView(Payment, db, name="Payments", category="Billing"))
     admin.add_view(OperationsView(name="Operations", endpoint="operations", url="/admin/operations"))
     admin.add_view(PeriodicRunView(PeriodicRun, db, name="Periodic runs"))
+
+    @app.context_processor
+    def console_context():
+        return {"console_warnings": console_warnings}
+
     return admin
+
+
+def console_warnings() -> list[str]:
+    """What an operator must fix, shown on every console page (e.g. the invoices' placeholder company)."""
+    return placeholder_warnings(current_app.config)

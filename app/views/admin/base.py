@@ -20,7 +20,11 @@ from ...ops.runner import masked_params
 def _deny():
     if not current_user.is_authenticated:
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-    return redirect(url_for("main.index"))
+    abort(
+        403,
+        f"The console is for administrators, and {current_user.email} is not one. "
+        "An administrator can make you one (Users → Grant admin) if you need it.",
+    )
 
 
 class AdminOnly:
@@ -35,6 +39,16 @@ class AdminOnly:
 
 class ConfirmForm(FlaskForm):
     """Only the CSRF token: for buttons that take no input."""
+
+
+class ModelForm(FlaskForm):
+    """The console's model forms: Flask-WTF's CSRF token (the global CSRFProtect checks it), and the edited
+    object kept as ``_obj``, as Flask-Admin's own BaseForm does: its ``Unique`` validator reads it to let a
+    record keep its own value (without it, no record with a unique field could be saved)."""
+
+    def __init__(self, formdata=None, obj=None, prefix="", **kwargs):
+        self._obj = obj
+        super().__init__(formdata=formdata, obj=obj, prefix=prefix, **kwargs)
 
 
 class FilterConverter(sqla_filters.FilterConverter):
@@ -78,7 +92,9 @@ def when_formatter(view, context, model, name):
 
 class SecureModelView(AdminOnly, ModelView):
     # Flask-WTF's global CSRFProtect checks every POST: its form class carries the token (not SecureForm)
-    form_base_class = FlaskForm
+    form_base_class = ModelForm
+    # the row delete asks its confirmation through our script (Flask-Admin's inline one is blocked by the CSP)
+    list_template = "admin/console_list.html"
     filter_converter = FilterConverter()
     page_size = 50
     can_view_details = True

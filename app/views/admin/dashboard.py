@@ -106,7 +106,12 @@ class DashboardView(AdminOnly, AdminIndexView):
             "live": sum(n for status, n in by_status.items() if status != Status.REMOVED),
             "completed_24h": last_day.get(Status.COMPLETED, 0),
             "failed_24h": last_day.get(Status.FAILED, 0),
-            "running": last_day.get(Status.PENDING, 0) + last_day.get(Status.INITIATED, 0),
+            # queued or running now, however long ago they were issued (the (status, id) index counts them)
+            "running": count(
+                select(func.count())
+                .select_from(ServiceCommand)
+                .where(ServiceCommand.status.in_((Status.INITIATED, Status.PENDING)))
+            ),
         }
         charts = {
             "status": hbars(

@@ -3,6 +3,7 @@ spec (the loader's validation and messages, a new configuration version when the
 and export in the spec format; two configuration versions side by side."""
 
 import difflib
+import re
 
 import yaml
 from flask import Response, current_app, flash, redirect, request, url_for
@@ -15,6 +16,7 @@ from wtforms.validators import Regexp
 
 from ...extensions import db
 from ...models import ServiceConfiguration, ServicePlan
+from ...ops.plans import PlanInUse, live_deployments, remove_plan
 from ...ops.specs import (
     PLAN_NAME_RE,
     SpecError,
@@ -28,6 +30,7 @@ from ...ops.specs import (
 )
 from .base import ConfirmForm, ReadOnlyModelView, SecureModelView, masked_formatter, when_formatter
 
+NEXT_COLUMN = re.compile(r'<td class="diff_next"[^>]*>.*?</td>|<th class="diff_next"[^>]*>.*?</th>|<colgroup></colgroup>')
 MAX_SPEC = 200_000  # characters of YAML accepted from the editor or an upload
 
 
@@ -63,6 +66,8 @@ def side_by_side(left: ServiceConfiguration, right: ServiceConfiguration) -> Mar
     table = difflib.HtmlDiff(tabsize=2, wrapcolumn=70).make_table(
         texts[0].splitlines(), texts[1].splitlines(), f"version {left.version}", f"version {right.version}"
     )
+    # its "next change" column (links marked f, n, t) says nothing an operator needs: the colours say it
+    table = NEXT_COLUMN.sub("", table)
     # HtmlDiff escapes the text it shows; the table is its own markup
     return Markup(table)  # noqa: S704
 
@@ -93,6 +98,14 @@ class PlanView(SecureModelView):
         }
     }
 
+    def edit_form(self, obj=None):
+        """The name is shown read-only: the omegaml client and deployments know the plan by it."""
+        form = super().edit_form(obj)
+        form.name.render_kw = {"readonly": True}
+        if obj is not None:
+            form.name.data = obj.name  # whatever was posted: a name never changes
+        return form
+
     def on_model_change(self, form, model, is_created):
         if not is_created and db.inspect(model).attrs.name.history.has_changes():
             raise ValidationError("a plan's name cannot change: the omegaml client and deployments use it")
@@ -100,12 +113,36 @@ class PlanView(SecureModelView):
     def render(self, template, **kwargs):
         if template == self.details_template:
             plan = kwargs["model"]
+            kwargs["live"] = len(live_deployments(plan)) if plan.active else 0
+            kwargs["action_form"] = ConfirmForm(formdata=None)
             kwargs["configurations"] = db.session.scalars(
                 select(ServiceConfiguration)
                 .where(ServiceConfiguration.plan_id == plan.id)
                 .order_by(ServiceConfiguration.version.desc())
             ).all()
         return super().render(template, **kwargs)
+
+    @expose("/<int:plan_id>/retire", methods=["POST"])
+    def retire(self, plan_id: int):
+        """Retire the plan (delete it if it was never used), as `flask deleteservice [--force]` does."""
+        plan = self.load(ServicePlan, plan_id)
+        if not self.confirmed():
+            flash("Unknown action.", "error")
+            return redirect(url_for(".details_view", id=plan.id))
+        name = plan.name
+        try:
+            action, live = remove_plan(plan, force=request.form.get("force") == "yes")
+        except PlanInUse as exc:
+            db.session.rollback()
+            flash(f"{exc}, or retire it anyway (its live deployments keep running).", "error")
+            return redirect(url_for(".details_view", id=plan.id))
+        db.session.commit()
+        if action == "deleted":
+            flash(f"{name}: deleted (it was never deployed).", "success")
+            return redirect(url_for(".index_view"))
+        kept = f"; {len(live)} live deployment(s) keep running until uninstalled" if live else ""
+        flash(f"{name}: retired, users can no longer install it (its history is kept){kept}.", "success")
+        return redirect(url_for(".details_view", id=plan.id))
 
     @expose("/<int:plan_id>/spec", methods=["GET", "POST"])
     def spec(self, plan_id: int):

@@ -32,7 +32,8 @@ class UserView(SecureModelView):
     column_exclude_list = ("password_hash",)
     column_details_exclude_list = ("password_hash", "api_keys", "groups")
     column_formatters = {"email_confirmed_at": when_formatter, "created_at": when_formatter}
-    form_excluded_columns = ("password_hash", "api_keys", "created_at", "groups")
+    # active and admin change through the details page's actions: confirmed, and never on one's own record
+    form_excluded_columns = ("password_hash", "api_keys", "created_at", "groups", "active", "admin")
 
     def render(self, template, **kwargs):
         if template == self.details_template:
