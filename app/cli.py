@@ -25,8 +25,9 @@ from .models.types import utcnow
 from .models.users import USERID_RE
 from .ops.commands import CommandRefused, issue_command
 from .ops.engine import request_cancel
+from .ops.ownership import load_specs
 from .ops.plans import PlanInUse, remove_plan
-from .ops.specs import SpecError, apply_specs, load_spec_files, spec_fallbacks
+from .ops.specs import SpecError, load_spec_files, spec_fallbacks
 
 
 def db_command(f):
@@ -90,19 +91,30 @@ def echo_json(data) -> None:
     type=click.Path(dir_okay=True),
     help="A YAML spec file, or a directory of them; repeatable.",
 )
+@click.option(
+    "--keep-edits",
+    "mode",
+    flag_value="keep",
+    help="Leave plans an operator edited since their last load as they are (`make run` does).",
+)
+@click.option(
+    "--overwrite", "mode", flag_value="overwrite", help="Replace an operator's edits with what the specs say."
+)
 @db_command
-def createservice(spec_paths):
-    """Create or update service plans from YAML specs (unchanged specs change nothing)."""
+def createservice(spec_paths, mode):
+    """Create or update service plans from YAML specs (unchanged specs change nothing); refuse to overwrite
+    an operator's edits unless told what to do with them."""
     try:
         plans = load_spec_files(spec_paths, current_app.config["SCRIPTS_DIR"], spec_fallbacks(current_app.config))
+        if not plans:
+            raise SpecError(f"no plans in {', '.join(spec_paths)}")
+        report = load_specs(plans, mode or "refuse")
     except SpecError as exc:
+        db.session.rollback()
         raise click.ClickException(str(exc)) from None
-    if not plans:
-        raise click.ClickException(f"no plans in {', '.join(spec_paths)}")
-    results = apply_specs(plans)
     db.session.commit()
-    for result in results:
-        click.echo(str(result))
+    for line in report.lines():
+        click.echo(line)
 
 
 @click.command("deleteservice")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: migrate, load the shipped services, make the first admin, then run Redis, the web app,
+# `make run`: migrate, load the shipped services (keeping operators' edits), make the first admin, then run Redis, the web app,
 # a worker and the scheduler under one supervisor (honcho). Ctrl-C stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,8 @@ export OMEGAOPS_INSTANCE_DIR=$instance
 mkdir -p "$instance"
 
 flask db upgrade
-flask createservice --specs services/
+# a plan an operator edited (in the console, the API, an import) keeps its edits; the others follow their spec
+flask createservice --specs services/ --keep-edits
 
 admin_email=${OMEGAOPS_ADMIN_EMAIL:-admin@example.com}
 if [ -n "${OMEGAOPS_ADMIN_PASSWORD:-}" ]; then

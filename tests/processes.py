@@ -18,11 +18,12 @@ def load_shipped_services(app) -> None:
     Needs an app context; sets the app's SCRIPTS_DIR to the shipped scripts (processes started later inherit it).
     """
     from app.extensions import db
-    from app.ops.specs import apply_specs, load_spec_files, spec_fallbacks
+    from app.ops.ownership import load_specs
+    from app.ops.specs import load_spec_files, spec_fallbacks
 
     app.config["SCRIPTS_DIR"] = ROOT / "services" / "scripts"
     plans = load_spec_files([ROOT / "services"], app.config["SCRIPTS_DIR"], spec_fallbacks(app.config))
-    apply_specs(plans)
+    load_specs(plans, "keep")
     db.session.commit()
 
 

@@ -29,7 +29,7 @@ SKIPPED_ENDPOINTS = {"static", "admin.static"}
 
 # (status, the path the Location header must have, as a regular expression)
 LOGIN = (302, "/login")  # the login page (with ?next=)
-HOME = (302, "/")  # logged in, but not allowed (the console) or no need to be here (sign-up, login)
+HOME = (302, "/")  # logged in: no need to be here (sign-up, login)
 ACCOUNT = (302, "/account")
 ADMIN_LIST = (302, "/admin/[a-z]+/")  # the console's list of the same model
 ADMIN_DETAILS = (302, "/admin/[a-z]+/details/")  # back to the object's console page, with a message
@@ -63,7 +63,8 @@ def page_owned(status):
 
 
 def admin_only(admin):
-    return {"anonymous": LOGIN, "user": HOME, "other": HOME, "admin": admin}
+    """The console: anonymous visitors go to the login page; users get a 403 page that says why."""
+    return {"anonymous": LOGIN, "user": 403, "other": 403, "admin": admin}
 
 
 def api_admin_only(admin):
@@ -118,6 +119,7 @@ ACCESS = [
     Access("/confirm/<token>", {"GET"}, logged_in(LOGIN, HOME)),  # the token is user's: it confirms for anyone
     Access("/reset", {"GET", "POST"}, every_role(200)),
     Access("/reset/<token>", {"GET", "POST"}, every_role(200)),
+    Access("/favicon.ico", {"GET"}, every_role(200)),
     Access("/account", {"GET"}, logged_in(LOGIN, 200)),
     Access("/account/(profile|password|keys)", {"POST"}, logged_in(LOGIN, 200)),  # the form, with its errors
     # someone else's key looks like no key, to admins too: the account page is one's own
@@ -144,6 +146,7 @@ ACCESS = [
     ),  # completed: refused with a message
     Access("/admin/servicedeployment/<int:deployment_id>/command", {"POST"}, admin_only(ADMIN_DETAILS)),
     Access("/admin/serviceplan/<int:plan_id>/(export|spec|versions)", {"GET"}, admin_only(200)),
+    Access("/admin/serviceplan/<int:plan_id>/retire", {"POST"}, admin_only(ADMIN_DETAILS)),  # no form: refused
     Access("/admin/serviceplan/<int:plan_id>/spec", {"POST"}, admin_only(200)),  # an empty spec: the error
     Access("/admin/serviceplan/import", {"GET", "POST"}, admin_only(200)),
     Access("/admin/servicetask/<int:task_id>/log", {"GET"}, admin_only(200)),

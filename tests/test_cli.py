@@ -242,7 +242,11 @@ def test_createservice_reactivates_a_retired_plan(runner, deployable):
     invoke(runner, "deleteservice", "--service", "omegaml", "--force")
     spec = Path(runner.app.config["INSTANCE_DIR"]) / "o.yaml"
     spec.write_text("- plan: omegaml\n  offered: true\n  steps:\n    - task: app.ops.tasks.deploy_user_service\n")
+    # retiring is an operator's decision: a plain load does not undo it silently
     result = invoke(runner, "createservice", "--specs", str(spec))
+    assert result.exit_code == 1 and "retired → active" in result.output
+    assert not ServicePlan.by_name("omegaml").active
+    result = invoke(runner, "createservice", "--specs", str(spec), "--overwrite")
     assert "omegaml: updated" in result.output or "omegaml: reactivated" in result.output
     assert ServicePlan.by_name("omegaml").active
 

@@ -106,10 +106,32 @@ def test_console_sends_anonymous_visitors_to_login(client, path):
 
 
 @pytest.mark.parametrize("path", ADMIN_PAGES)
-def test_console_refuses_users_who_are_not_admins(client, login, path):
-    login(make_user())
+def test_console_refuses_users_who_are_not_admins_with_a_page_that_says_why(client, login, path):
+    user = make_user()
+    login(user)
     response = client.get(path)
-    assert response.status_code == 302 and response.headers["Location"] == "/"
+    page = response.get_data(as_text=True)
+    assert response.status_code == 403 and "The console is for administrators" in page and user.email in page
+
+
+def test_admins_land_on_the_console_after_login_and_users_on_their_services(client, login):
+    assert login(make_user(admin=True)).headers["Location"] == "/admin/"
+    client.post("/logout")
+    assert login(make_user()).headers["Location"] == "/"
+
+
+def test_the_site_has_an_icon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response.mimetype == "image/svg+xml" and b"<svg" in response.get_data()
+    response.close()
+
+
+def test_console_pages_have_a_user_menu_with_logout_and_a_way_back_to_the_site(client, login):
+    admin = make_user(admin=True)
+    login(admin)
+    page = client.get("/admin/").get_data(as_text=True)
+    assert 'id="console-logout"' in page and 'action="/logout"' in page
+    assert 'id="console-to-site"' in page and admin.email in page
 
 
 @pytest.mark.parametrize("path", ADMIN_PAGES)

@@ -42,6 +42,9 @@ class ServicePlan(db.Model):
     defaults: Mapped[dict] = mapped_column(JSONType, default=dict)
     base_fee: Mapped[int] = mapped_column(default=0, server_default="0")  # minor units a month, prorated by day
     active: Mapped[bool] = mapped_column(default=True, index=True)
+    # the plan's state as `flask createservice` last left it (app/ops/ownership.py): when it differs, an
+    # operator has edited the plan since, and a spec load does not overwrite that silently
+    spec_digest: Mapped[str | None] = mapped_column(String(64))
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

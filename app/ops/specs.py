@@ -70,6 +70,7 @@ MAX_TITLE = 200
 MAX_REF = 200
 MAX_LOCATION = 1000
 MAX_RETRIES = 10
+MAX_BASE_FEE = 2**31 - 1  # minor units a month; service_plans.base_fee is an INTEGER on PostgreSQL
 
 
 class SpecError(ValueError):
@@ -208,8 +209,11 @@ def _parse_plan(item, index, where, scripts_dir, fallbacks, environ) -> PlanSpec
             fields[key] = item[key]
     if "base_fee" in item:
         fee = item["base_fee"]
-        if isinstance(fee, bool) or not isinstance(fee, int) or fee < 0:
-            where.fail(f"base_fee: a whole number of minor units (cents) a month, 0 or more, got {fee!r}", plan=name)
+        if isinstance(fee, bool) or not isinstance(fee, int) or not 0 <= fee <= MAX_BASE_FEE:
+            where.fail(
+                f"base_fee: a whole number of minor units (cents) a month, from 0 to {MAX_BASE_FEE}, got {fee!r}",
+                plan=name,
+            )
         fields["base_fee"] = fee
     if "defaults" in item:
         defaults = item["defaults"] or {}
@@ -602,6 +606,7 @@ def plan_spec(plan: ServicePlan, configuration: ServiceConfiguration | None = No
         "description": plan.description,
         "offered": plan.offered,
         "one_per_user": plan.one_per_user,
+        "base_fee": plan.base_fee,
     }
     if plan.defaults:
         spec["defaults"] = masked_params(plan.defaults)

@@ -7,8 +7,10 @@ from decimal import Decimal, InvalidOperation
 from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from flask_login import current_user
+from markupsafe import Markup
 from sqlalchemy import select
 
+from ...billing.format import money
 from ...billing.invoices import BillingError, finalize, store_pdf
 from ...billing.payments import balance, close, record_payment
 from ...extensions import db
@@ -17,21 +19,81 @@ from .base import ConfirmForm, ReadOnlyModelView, when_formatter
 
 
 def money_formatter(view, context, model, name):
-    from ...billing.format import money
+    """Minor units as money with the currency: 3146 -> 31.46 CHF (a payment's is its invoice's)."""
+    value = getattr(model, name)
+    if value is None:
+        return ""
+    currency = getattr(model, "currency", None) or getattr(getattr(model, "invoice", None), "currency", "")
+    return f"{money(value)} {currency}".strip()
 
-    return f"{money(getattr(model, name))} {model.currency if hasattr(model, 'currency') else ''}".strip()
+
+def rate_formatter(view, context, model, name):
+    """A tax rate as a percentage: 0.081 -> 8.1%."""
+    rate = getattr(model, name)
+    return f"{(Decimal(rate) * 100).normalize():f}%" if rate not in (None, "") else ""
+
+
+def customer_formatter(view, context, model, name):
+    """The customer's details as invoiced, as lines: name, company, address, country, VAT number, email."""
+    customer = getattr(model, name) or {}
+    lines = [
+        customer.get("name"),
+        customer.get("company"),
+        *(customer.get("address") or "").splitlines(),
+        customer.get("country"),
+        f"VAT {customer['tax_id']}" if customer.get("tax_id") else "",
+        customer.get("email"),
+    ]
+    lines = [line.strip() for line in lines if line and line.strip()]
+    if not lines:
+        return Markup('<span class="text-muted">{}</span>').format(
+            "not yet: taken when the invoice is finalized" if model.status == InvoiceStatus.DRAFT else "none"
+        )
+    return Markup('<div class="customer">{}</div>').format(Markup("<br>").join(lines))
 
 
 class InvoiceView(ReadOnlyModelView):
     details_template = "admin/invoice_details.html"
     column_list = ("number", "user", "period", "status", "total", "due_at", "paid_at")
     column_filters = ("status", "period", "user.email", "due_at")
-    column_labels = {"user.email": "User email"}
+    column_labels = {
+        "user.email": "User email",
+        "tax_rate": "Tax rate",
+        "tax_note": "Tax note",
+        "customer": "Customer (as invoiced)",
+        "pdf_sha256": "PDF sha256",
+    }
     column_searchable_list = ("number",)
     column_sortable_list = ("number", "period", "due_at")
     column_default_sort = ("id", True)
-    column_details_exclude_list = ("pdf",)
-    column_formatters = {"total": money_formatter, "due_at": when_formatter, "paid_at": when_formatter}
+    column_details_list = (
+        "number",
+        "user",
+        "period",
+        "status",
+        "customer",
+        "subtotal",
+        "tax_rate",
+        "tax_note",
+        "reverse_charge",
+        "tax",
+        "total",
+        "issued_at",
+        "due_at",
+        "paid_at",
+        "closed_at",
+        "reminded_at",
+        "pdf_sha256",
+        "created_at",
+    )
+    column_formatters = {
+        "subtotal": money_formatter,
+        "tax": money_formatter,
+        "total": money_formatter,
+        "tax_rate": rate_formatter,
+        "customer": customer_formatter,
+        **dict.fromkeys(("issued_at", "due_at", "paid_at", "closed_at", "reminded_at", "created_at"), when_formatter),
+    }
 
     def render(self, template, **kwargs):
         if template == self.details_template:

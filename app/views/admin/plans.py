@@ -12,12 +12,13 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from wtforms import ValidationError
-from wtforms.validators import Regexp
+from wtforms.validators import NumberRange, Optional, Regexp
 
 from ...extensions import db
 from ...models import ServiceConfiguration, ServicePlan
 from ...ops.plans import PlanInUse, live_deployments, remove_plan
 from ...ops.specs import (
+    MAX_BASE_FEE,
     PLAN_NAME_RE,
     SpecError,
     apply_specs,
@@ -30,7 +31,9 @@ from ...ops.specs import (
 )
 from .base import ConfirmForm, ReadOnlyModelView, SecureModelView, masked_formatter, when_formatter
 
-NEXT_COLUMN = re.compile(r'<td class="diff_next"[^>]*>.*?</td>|<th class="diff_next"[^>]*>.*?</th>|<colgroup></colgroup>')
+NEXT_COLUMN = re.compile(
+    r'<td class="diff_next"[^>]*>.*?</td>|<th class="diff_next"[^>]*>.*?</th>|<colgroup></colgroup>'
+)
 MAX_SPEC = 200_000  # characters of YAML accepted from the editor or an upload
 
 
@@ -72,6 +75,12 @@ def side_by_side(left: ServiceConfiguration, right: ServiceConfiguration) -> Mar
     return Markup(table)  # noqa: S704
 
 
+def base_fee_formatter(view, context, model, name):
+    from ...billing.format import money
+
+    return f"{money(model.base_fee)} {current_app.config['BILLING_CURRENCY']}"
+
+
 class PlanView(SecureModelView):
     can_delete = False  # plans are retired (`flask deleteservice --force`), never deleted with their history
     details_template = "admin/plan_details.html"
@@ -86,16 +95,29 @@ class PlanView(SecureModelView):
         "offered",
         "one_per_user",
         "active",
+        "base_fee",
         "defaults",
         "retired_at",
     )
-    column_formatters = {"defaults": masked_formatter, "updated_at": when_formatter, "retired_at": when_formatter}
+    column_formatters = {
+        "defaults": masked_formatter,
+        "updated_at": when_formatter,
+        "retired_at": when_formatter,
+        "base_fee": base_fee_formatter,
+    }
+    column_labels = {"base_fee": "Base fee a month"}
     # steps and env are edited as the spec (the editor below); retiring goes through deleteservice / the API
-    form_columns = ("name", "title", "description", "offered", "one_per_user")
+    form_columns = ("name", "title", "description", "offered", "one_per_user", "base_fee")
     form_args = {
+        "base_fee": {
+            "label": "Base fee a month, in cents",
+            "description": "whole minor units (1990 = 19.90), prorated by the days deployed",
+            "default": 0,
+            "validators": [Optional(), NumberRange(min=0, max=MAX_BASE_FEE)],
+        },
         "name": {
             "validators": [Regexp(PLAN_NAME_RE, message="lowercase letters, digits, - and _, starting with a letter")]
-        }
+        },
     }
 
     def edit_form(self, obj=None):
@@ -107,6 +129,8 @@ class PlanView(SecureModelView):
         return form
 
     def on_model_change(self, form, model, is_created):
+        if model.base_fee is None:  # left empty: no base fee
+            model.base_fee = 0
         if not is_created and db.inspect(model).attrs.name.history.has_changes():
             raise ValidationError("a plan's name cannot change: the omegaml client and deployments use it")
 
