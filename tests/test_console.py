@@ -54,6 +54,19 @@ def flashed(client) -> str:
 # dashboard
 
 
+def test_dashboard_counts_what_is_queued_or_running_now_however_old(client, admin, plans):
+    from datetime import timedelta
+
+    from app.models.types import utcnow
+
+    old = issue("worker", make_user())
+    old.created_at = utcnow() - timedelta(days=3)  # issued days ago, still waiting (e.g. no worker ran)
+    db.session.commit()
+    page = text(client.get("/admin/"))
+    running = re.search(r'<div class="h3 mb-0">(\d+)</div>queued or running', page)
+    assert running and running.group(1) == "1"
+
+
 def test_dashboard_counts_charts_failures_and_workers(client, admin, plans):
     user = make_user()
     ok = issue("worker", user)
@@ -197,6 +210,11 @@ def test_configuration_versions_side_by_side(client, admin, plans):
     make_script_plan("worker", "- script: ok.sh\n  name: renamed\n", one_per_user=False)
     page = text(client.get(f"/admin/serviceplan/{plan.id}/versions"))
     assert "version 1" in page and "version 2" in page and 'class="diff"' in page and 'class="diff_chg"' in page
+    # the differences are coloured (the console's stylesheet styles difflib's classes), no cryptic f/n/t links
+    assert "diff_next" not in page and ">f</a>" not in page and 'id="versions-legend"' in page
+    css = client.get("/static/css/console.css")
+    assert b".diff_chg" in css.data and b".diff_add" in css.data and b".diff_sub" in css.data
+    css.close()
     page = text(client.get(f"/admin/serviceplan/{plan.id}/versions?a=1&b=99"))
     assert "Choose two versions" in page
     assert client.get(f"/admin/serviceplan/{plan.id}/versions?a=x").status_code == 200

@@ -145,8 +145,7 @@ class ConsoleErrors:
     """The browser console's errors (JS errors, CSP violations, failed loads) and uncaught exceptions of a test."""
 
     messages: list[str] = field(default_factory=list)
-    # Chromium asks every site for /favicon.ico on its own; the app has none (yet), and no page links to it
-    allowed: list[re.Pattern] = field(default_factory=lambda: [re.compile(r"status of 404 .*/favicon\.ico\)$")])
+    allowed: list[re.Pattern] = field(default_factory=list)
 
     def allow(self, pattern: str) -> None:
         """Accept errors matching ``pattern`` (a regex) in this test, e.g. the 400 of a refused link."""
