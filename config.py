@@ -46,6 +46,11 @@ def _to_list(name: str, value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _to_lines(name: str, value: str) -> list[str]:
+    """Lines of text (an address, payment instructions): separated by ``|`` or by newlines, blank ones dropped."""
+    return [line.strip() for line in value.replace("|", "\n").splitlines() if line.strip()]
+
+
 # setting -> converter; the variable is OMEGAOPS_<setting>, except where ENV_NAMES says otherwise
 SETTINGS = {
     "SECRET_KEY": _to_str,
@@ -92,6 +97,11 @@ SETTINGS = {
     "BILLING_TAX_RATE": _to_str,
     "BILLING_OPERATOR_COUNTRY": _to_str,
     "BILLING_DUE_DAYS": _to_int,
+    "BILLING_COMPANY_NAME": _to_str,
+    "BILLING_COMPANY_ADDRESS": _to_lines,
+    "BILLING_COMPANY_EMAIL": _to_str,
+    "BILLING_COMPANY_TAX_ID": _to_str,
+    "BILLING_PAYMENT_INSTRUCTIONS": _to_lines,
     "STRIPE_WEBHOOK_SECRET": _to_str,
     "REMINDER_DAYS": _to_list,
 }
@@ -136,16 +146,17 @@ class Config:
     BILLING_TAX_RATES: dict[str, str] = {}
     BILLING_OPERATOR_COUNTRY = "CH"
     BILLING_DUE_DAYS = 30
-    # the invoices' header and payment instructions (set them in a config class for production)
-    BILLING_COMPANY = {
-        "name": "omega|ml managed service",
-        "address": ["Example Street 1", "8000 Zurich", "Switzerland"],
-        "email": "billing@example.com",
-        "tax_id": "",
-    }
+    # the invoices' header (and the reminders' signature): placeholders until set; app.billing.identity warns
+    # about each placeholder left, and production refuses to finalize an invoice with one. from_env joins
+    # the four into BILLING_COMPANY ({name, address, email, tax_id}), which the invoice and mail templates read
+    BILLING_COMPANY_NAME = "omega|ml managed service"
+    BILLING_COMPANY_ADDRESS = ["Example Street 1", "8000 Zurich", "Switzerland"]  # lines: "a|b|c" in the variable
+    BILLING_COMPANY_EMAIL = "billing@example.com"
+    BILLING_COMPANY_TAX_ID = ""  # the operator's VAT number; required while any tax rate is above 0
     STRIPE_WEBHOOK_SECRET = ""  # whsec_...: POST /billing/webhooks/stripe answers 404 without it
     # overdue invoices are reminded this many days after their due date (each once)
     REMINDER_DAYS = ["3", "14", "30"]
+    # lines under the invoice's total and in reminders (a placeholder until set): "a|b" in the variable
     BILLING_PAYMENT_INSTRUCTIONS = ["Bank transfer to IBAN CH00 0000 0000 0000 0000 0 (example)"]
     # accounts
     PUBLIC_URL = ""  # how users reach this service, for links in emails; empty: the request's own URL
@@ -192,6 +203,12 @@ class Config:
             values["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{values['INSTANCE_DIR'] / 'omegaops.db'}"
         if not values["RATELIMIT_STORAGE_URI"]:
             values["RATELIMIT_STORAGE_URI"] = values["REDIS_URL"]
+        values["BILLING_COMPANY"] = {
+            "name": values["BILLING_COMPANY_NAME"],
+            "address": list(values["BILLING_COMPANY_ADDRESS"]),
+            "email": values["BILLING_COMPANY_EMAIL"],
+            "tax_id": values["BILLING_COMPANY_TAX_ID"],
+        }
         if values["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             # a file on this machine: nothing to ping (each ping is a round trip on every checkout)
             values["SQLALCHEMY_ENGINE_OPTIONS"] = {}

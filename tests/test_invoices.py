@@ -372,6 +372,55 @@ def test_admins_record_payments_and_close_invoices_in_the_console(client, login,
     assert reload(second).status == InvoiceStatus.UNCOLLECTIBLE
 
 
+def test_the_console_shows_an_invoice_as_money_and_readable_lines(client, login, app):
+    import re
+
+    metric = Metric(
+        plan=make_plan(), name="api requests", kind="api", action="request", unit="requests", unit_price="0.5"
+    )
+    db.session.add(metric)
+    db.session.commit()
+    ada = make_user(company="Lovelace Ltd", billing_address="Main Street 1\n8000 Zurich", country="CH", tax_id="CHE-1")
+    usage(ada, metric, "2026-10-10", 1000)  # 5.00
+    _, invoice = october_invoice(ada)  # 35.00 + 8.1% = 37.84
+    login(make_user(admin=True))
+    page = client.get(f"/admin/invoice/details/?id={invoice.id}").get_data(as_text=True)
+    # the details table: money with its currency, the rate as a percentage, the customer as lines
+    for label, value in (("Subtotal", "35.00 CHF"), ("Tax", "2.84 CHF"), ("Total", "37.84 CHF"), ("Tax rate", "8.1%")):
+        assert re.search(rf"<td>\s*<b>{label}</b>\s*</td>\s*<td>\s*{re.escape(value)}\s*</td>", page), label
+    assert ">3500<" not in page and ">3784<" not in page and "{&#34;" not in page and "Unit price (minor)" not in page
+    customer = f"{ada.full_name}<br>Lovelace Ltd<br>Main Street 1<br>8000 Zurich<br>CH<br>VAT CHE-1<br>{ada.email}"
+    assert customer in page
+    # the line: the unit price in major units and the currency
+    assert "30.00 CHF / month" in page and "0.005 CHF" in page and "5.00 CHF" in page
+    # every irreversible form asks first, saying what will happen (static/js/confirm.js reads data-confirm)
+    questions = re.findall(r'<form [^>]*data-confirm="([^"]*)"', page)
+    assert f"Void invoice {invoice.number} (37.84 CHF)? It is no longer owed. This cannot be undone." in questions
+    assert any(q.startswith(f"Mark invoice {invoice.number} (37.84 CHF) as uncollectible?") for q in questions)
+    assert f"Record this payment on invoice {invoice.number}? A recorded payment cannot be deleted." in questions
+    # the lists: money with its currency
+    client.post(
+        f"/admin/invoice/{invoice.id}/payment",
+        data={"amount": "10.00", "method": "card", "reference": "r1", "paid_on": "2026-11-02"},
+    )
+    assert "37.84 CHF" in client.get("/admin/invoice/").get_data(as_text=True)
+    payments = client.get("/admin/payment/").get_data(as_text=True)
+    assert "10.00 CHF" in payments and ">1000<" not in payments
+    (payment,) = db.session.scalars(select(Payment)).all()
+    assert "10.00 CHF" in client.get(f"/admin/payment/details/?id={payment.id}").get_data(as_text=True)
+    # a draft: finalizing asks too; its customer is taken only then
+    carol = make_user()
+    installed(carol, since=datetime(2026, 10, 1, tzinfo=UTC))
+    draft = write_draft(carol, "2026-10")
+    db.session.commit()
+    page = client.get(f"/admin/invoice/details/?id={draft.id}").get_data(as_text=True)
+    assert re.findall(r'<form [^>]*data-confirm="([^"]*)"', page) == [
+        f"Finalize the 2026-10 draft of {carol.email} (32.43 CHF)? "
+        "It takes the next invoice number and can never be changed again."
+    ]
+    assert "not yet: taken when the invoice is finalized" in page
+
+
 def test_admins_finalize_a_draft_in_the_console_with_its_pdf(client, login, app):
     plan = ServicePlan.by_name("omegaml") or make_plan()
     plan.base_fee = 3000

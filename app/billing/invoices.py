@@ -32,6 +32,7 @@ from ..models import (
     User,
 )
 from ..models.types import utcnow
+from .identity import finalize_refusal
 from .pricing import decimal, parse_tiers, prorated, round_minor, tax_amount, tax_for, usage_amount
 
 SECONDS_PER_DAY = Decimal(86400)
@@ -78,8 +79,13 @@ def _fmt(value: Decimal) -> str:
     return text if text not in ("-0",) else "0"
 
 
-def base_lines(user: User, start: datetime, end: datetime) -> list[Line]:
-    """Each deployment's base fee for the part of the period it existed."""
+def base_lines(user: User, start: datetime, end: datetime, until: datetime | None = None) -> list[Line]:
+    """Each deployment's base fee for the part of the period it existed (up to ``until``, when given: a
+    month's fee prorated over the whole period's days, for the time up to that moment)."""
+    days_in_period = (end - start).days
+    end = min(end, until) if until is not None else end
+    if end <= start:
+        return []
     installed = (
         select(ServiceCommand.deployment_id, func.min(ServiceCommand.finished_at).label("since"))
         .where(
@@ -102,7 +108,6 @@ def base_lines(user: User, start: datetime, end: datetime) -> list[Line]:
         )
         .order_by(ServiceDeployment.id)
     ).all()
-    days_in_period = (end - start).days
     lines = []
     for deployment_id, plan, since, removed_at in rows:
         lo, hi = max(since, start), min(removed_at or end, end)
@@ -123,9 +128,14 @@ def base_lines(user: User, start: datetime, end: datetime) -> list[Line]:
     return lines
 
 
-def usage_lines(user: User, start: datetime, end: datetime) -> list[Line]:
-    """Each priced metric's usage in the period beyond what is included."""
-    first, last = start.date().isoformat(), (end - timedelta(days=1)).date().isoformat()
+def usage_lines(user: User, start: datetime, end: datetime, until: datetime | None = None) -> list[Line]:
+    """Each priced metric's usage in the period beyond what is included (up to ``until``'s day, when given:
+    the day in progress with what it has recorded so far)."""
+    end = min(end, until) if until is not None else end
+    if end <= start:
+        return []
+    # the last day with a moment before ``end``: the period's last day, or ``until``'s own
+    first, last = start.date().isoformat(), (end - timedelta(microseconds=1)).date().isoformat()
     rows = db.session.execute(
         select(Metric, func.sum(UsageDaily.value), func.max(UsageDaily.value))
         .join(UsageDaily, UsageDaily.metric_id == Metric.id)
@@ -163,10 +173,15 @@ def usage_lines(user: User, start: datetime, end: datetime) -> list[Line]:
     return lines
 
 
-def compute(user: User, period: str) -> tuple[list[Line], dict]:
-    """The lines and the totals (subtotal, tax, total, tax decision) of a user's period."""
+def compute(user: User, period: str, until: datetime | None = None) -> tuple[list[Line], dict]:
+    """The lines and the totals (subtotal, tax, total, tax decision) of a user's period.
+
+    ``until``: only what was used before that moment (a preview of the month so far): base fees for the
+    time up to it, to the second, as the run prorates them; usage recorded up to then, its day included.
+    Without it, or at or after the period's end: the whole period, as the monthly run bills it.
+    """
     start, end = period_bounds(period)
-    lines = base_lines(user, start, end) + usage_lines(user, start, end)
+    lines = base_lines(user, start, end, until) + usage_lines(user, start, end, until)
     config = current_app.config
     decision = tax_for(
         user.country,
@@ -245,9 +260,17 @@ def next_number(year: int) -> str:
     raise BillingError(f"could not take an invoice number for {year}")
 
 
+def check_identity() -> None:
+    """Refuse (BillingError) to finalize while production still has placeholder billing details."""
+    refusal = finalize_refusal(current_app.config)
+    if refusal:
+        raise BillingError(refusal)
+
+
 def finalize(invoice: Invoice, now: datetime | None = None) -> Invoice:
     """draft -> open: the number, the customer's details as they are now, the dates. The caller commits (a
-    rollback gives the number back), then stores the PDF with ``store_pdf``.
+    rollback gives the number back), then stores the PDF with ``store_pdf``. Refused in production while
+    the company details or payment instructions are placeholders (``check_identity``).
 
     The number's counter row stays locked until that commit, so the PDF (100 ms and more) is rendered after
     it, in its own transaction, from the invoice as committed (lines, customer snapshot, dates), as a rule
@@ -255,6 +278,7 @@ def finalize(invoice: Invoice, now: datetime | None = None) -> Invoice:
     """
     if invoice.status != InvoiceStatus.DRAFT:
         raise BillingError(f"invoice {invoice} is {invoice.status} already")
+    check_identity()
     now = now or utcnow()
     user = invoice.user
     invoice.number = next_number(now.year)
@@ -335,6 +359,7 @@ def run_invoices(period: str, now: datetime | None = None, user_ids: list[int] |
     """One finalized invoice per billable user of the (ended) period (or of ``user_ids``); again: nothing new."""
     now = now or utcnow()
     check_ended(period, now)
+    check_identity()  # before any draft is written: each finalize would refuse
     made = existing = nothing = 0
     query = billable_users(period)
     if user_ids is not None:

@@ -6,7 +6,7 @@ from ..extensions import db
 from ..jobs.queues import PERIODIC, get_queue
 from ..models import User
 from ..models.types import utcnow
-from .invoices import billable, check_ended, previous_period, run_invoices
+from .invoices import billable, check_ended, check_identity, previous_period, run_invoices
 
 CHUNK = 500  # users per job: the run spreads over every worker of the periodic queue
 
@@ -19,6 +19,7 @@ def invoice_chunk(period: str, user_ids: list[int]) -> dict:
 def enqueue_invoice_run(period: str, chunk: int = CHUNK) -> int:
     """Split the period's billable users into jobs for the workers; returns how many jobs."""
     check_ended(period, utcnow())
+    check_identity()  # production with placeholder billing details: refused here, not in every job
     ids = db.session.scalars(select(User.id).where(billable(period)).order_by(User.id)).all()
     queue = get_queue(PERIODIC)
     jobs = 0

@@ -30,8 +30,10 @@ def index():
             .group_by(Payment.invoice_id)
         ).all()
     )
-    period = period_of(utcnow())
-    lines, totals = compute(user, period)
+    now = utcnow()
+    period = period_of(now)
+    # so far: base fees up to this moment, usage recorded up to now (today's so far): not the whole month
+    lines, totals = compute(user, period, until=now)
     return render_template(
         "billing/index.html",
         invoices=[
@@ -39,6 +41,7 @@ def index():
             for invoice in invoices
         ],
         period=period,
+        as_of=now,
         preview=lines,
         totals=totals,
         currency=current_app.config["BILLING_CURRENCY"],

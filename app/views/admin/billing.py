@@ -60,6 +60,7 @@ class InvoiceView(ReadOnlyModelView):
         "user.email": "User email",
         "tax_rate": "Tax rate",
         "tax_note": "Tax note",
+        "reverse_charge": "Reverse charge",
         "customer": "Customer (as invoiced)",
         "pdf_sha256": "PDF sha256",
     }
