@@ -73,14 +73,17 @@ def test_signup_confirm_login_and_create_an_api_key_shown_once(page, live_server
     expect(page.locator("body")).not_to_contain_text(key)
 
 
-def test_a_user_who_is_not_an_admin_is_refused_the_console(page, live_app):
+def test_a_user_who_is_not_an_admin_is_refused_the_console(page, live_app, console_errors):
+    console_errors.allow(r"status of 403 .*/admin/\)$")
     user = make_user()
     log_in(page, user.email)
     expect(page.get_by_role("navigation").get_by_role("link", name="Console")).to_have_count(0)
 
-    page.goto("/admin/")
-    # sent to the main page, logged in, and no console
-    expect(page).not_to_have_url(re.compile(r"/(admin|login)\b"))
+    response = page.goto("/admin/")
+    # refused, logged in, told why, and no console
+    assert response.status == 403
+    expect(page.get_by_role("heading", name=re.compile("403"))).to_be_visible()
+    expect(page.get_by_text(f"{user.email} is not one")).to_be_visible()
     expect(page.get_by_role("navigation").get_by_text(user.email, exact=True)).to_be_visible()
     expect(page.get_by_role("heading", name="omegaops console")).to_have_count(0)
 
@@ -89,6 +92,9 @@ def test_an_admin_sees_the_console_dashboard(page, live_app):
     admin = make_user(admin=True)
     log_in(page, admin.email)
 
+    # an admin lands on the console; the site and back again
+    expect(page).to_have_url(re.compile(r"/admin/$"))
+    page.locator("#console-to-site").click()
     page.get_by_role("navigation").get_by_role("link", name="Console").click()
     expect(page).to_have_url(re.compile(r"/admin/$"))
     expect(page.get_by_role("heading", name="omegaops console")).to_be_visible()

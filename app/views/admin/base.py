@@ -1,6 +1,7 @@
 """What every console view shares: admins only, CSRF on every form, filters for our column types."""
 
 import json
+from datetime import UTC, datetime
 
 from flask import abort, flash, redirect, request, url_for
 from flask_admin.contrib.sqla import ModelView
@@ -51,12 +52,35 @@ class ModelForm(FlaskForm):
         super().__init__(formdata=formdata, obj=obj, prefix=prefix, **kwargs)
 
 
+def _utc(value):
+    """A filter's datetime (or pair of them), read as UTC: the times the console shows and the columns hold."""
+    if isinstance(value, list):
+        return [_utc(moment) for moment in value]
+    return value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None else value
+
+
+def _utc_filter(base):
+    """``base`` (one of Flask-Admin's datetime filters) taking the operator's value as a UTC time.
+
+    Flask-Admin parses it naive, and a UTC column refuses naive datetimes (``app.models.types``): a 500 before.
+    """
+
+    class UTCFilter(base):
+        def clean(self, value):
+            return _utc(super().clean(value))
+
+    UTCFilter.__name__ = UTCFilter.__qualname__ = f"UTC{base.__name__}"
+    return UTCFilter
+
+
 class FilterConverter(sqla_filters.FilterConverter):
     """Filters for our own column types: UTC timestamps and integer status enums."""
 
+    utc_datetime_filters: tuple = ()  # filled below, from Flask-Admin's own list
+
     @model_filters.convert("UTCDateTime")
     def conv_utc_datetime(self, column, name, **kwargs):
-        return self.conv_datetime(column, name, **kwargs)
+        return [f(column, name, **kwargs) for f in self.utc_datetime_filters]
 
     @model_filters.convert("IntEnumType")
     def conv_int_enum(self, column, name, **kwargs):
@@ -65,6 +89,9 @@ class FilterConverter(sqla_filters.FilterConverter):
             sqla_filters.IntEqualFilter(column, name, options=options),
             sqla_filters.IntNotEqualFilter(column, name, options=options),
         ]
+
+
+FilterConverter.utc_datetime_filters = tuple(_utc_filter(f) for f in sqla_filters.FilterConverter.datetime_filters)
 
 
 def status_formatter(view, context, model, name):
