@@ -2,7 +2,9 @@
 
 Someone else's deployment or command is a 404, as if it did not exist; admins see everyone's
 (the console links here). Every write is a CSRF-protected form; a refused command is a message on
-the page with what was typed kept.
+the page with what was typed kept. The pages show only the actions that can succeed, as
+``app.ops.offers`` decides; the handlers ask it too, so a hand-made POST gets the same refusal.
+Internal plans (``signup``) are not listed: users never command them.
 """
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
@@ -15,8 +17,17 @@ from wtforms.validators import InputRequired, Length, NumberRange
 
 from ..extensions import db
 from ..jobs.provisioning import submit, submit_retry
-from ..models import ApiKey, Phase, ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, Status
-from ..ops import engine
+from ..models import (
+    ApiKey,
+    FailureReason,
+    Phase,
+    ServiceCommand,
+    ServiceConfiguration,
+    ServiceDeployment,
+    ServicePlan,
+    Status,
+)
+from ..ops import engine, offers
 from ..ops.commands import CommandRefused
 from ..ops.params import format_params
 from ..ops.progress import command_progress
@@ -27,6 +38,15 @@ bp = Blueprint("services", __name__)
 REFUSED_STATUS = {"not_found": 404, "invalid": 400, "conflict": 409}
 SIGNUP_PLAN = "omegaml"  # what sign-up provisions: the getting-started steps follow it
 MAX_ID = 2**63 - 1
+ACTIONS = ("update", "scale", "uninstall")
+# how a failed command reads, by failure reason: a cancelled one was not a failure
+FAILURE_WORDING = {
+    FailureReason.CANCELLED: "This {phase} was cancelled.",
+    FailureReason.SCRIPT_ERROR: "This {phase} failed: a step exited with an error.",
+    FailureReason.TIMEOUT: "This {phase} failed: a step took longer than its timeout.",
+    FailureReason.WORKER_LOST: "This {phase} failed: the worker running it stopped answering.",
+    FailureReason.SYSTEM_ERROR: "This {phase} failed: omegaops could not run it.",
+}
 
 
 @bp.app_template_filter("params")
@@ -35,12 +55,21 @@ def params_filter(params: dict) -> str:
     return format_params(masked_params(params or {}))
 
 
+@bp.app_template_filter("failure_headline")
+def failure_headline(command: ServiceCommand) -> str:
+    """What a FAILED command's page says first: cancelled, or failed and how."""
+    wording = FAILURE_WORDING.get(command.failure_reason)
+    if wording is None:
+        wording = "This {phase} failed" + (f": {command.failure_reason}." if command.failure_reason else ".")
+    return wording.format(phase=command.phase)
+
+
 class ParamsForm(FlaskForm):
     params = StringField(
         "Parameters",
         filters=[lambda value: value.strip() if isinstance(value, str) else value],
         validators=[Length(max=2000)],
-        description="Comma-separated key=value pairs, e.g. size=2 (optional)",
+        description="Comma-separated key=value pairs (optional)",
     )
 
 
@@ -107,7 +136,12 @@ def getting_started(user, deployments, commands) -> dict:
     }
 
 
-def render_services(install_forms=None, status=200):
+def deployment_actions(deployment: ServiceDeployment) -> dict[str, CommandRefused | None]:
+    """Each action on the deployment page and why it cannot be taken (None: it can)."""
+    return {action: offers.deployment_refusal(deployment, _user(), action) for action in ACTIONS}
+
+
+def render_services(install_forms=None, status=200, refused: CommandRefused | None = None):
     user = _user()
     plans = db.session.scalars(
         select(ServicePlan)
@@ -116,14 +150,16 @@ def render_services(install_forms=None, status=200):
     ).all()
     deployments = db.session.scalars(
         select(ServiceDeployment)
-        .where(ServiceDeployment.user_id == user.id, ServiceDeployment.status != Status.REMOVED)
+        .join(ServicePlan, ServiceDeployment.plan_id == ServicePlan.id)
+        .where(ServiceDeployment.user_id == user.id, ServiceDeployment.status != Status.REMOVED, offers.listed())
         .options(joinedload(ServiceDeployment.plan))
         .order_by(ServiceDeployment.id)
     ).all()
     commands = latest_commands([d.id for d in deployments])
     recent = db.session.scalars(
         select(ServiceCommand)
-        .where(ServiceCommand.user_id == user.id)
+        .join(ServicePlan, ServiceCommand.plan_id == ServicePlan.id)
+        .where(ServiceCommand.user_id == user.id, offers.listed())
         .options(joinedload(ServiceCommand.plan))
         .order_by(ServiceCommand.id.desc())
         .limit(10)
@@ -132,11 +168,13 @@ def render_services(install_forms=None, status=200):
     forms.update(install_forms or {})
     page = render_template(
         "services/index.html",
-        plans=plans,
+        offers=[offers.install_offer(plan, user, deployments) for plan in plans],
         deployments=deployments,
+        actions={d.id: deployment_actions(d) for d in deployments},
         commands=commands,
         recent=recent,
         forms=forms,
+        refused=refused,
         start=getting_started(user, deployments, commands),
     )
     return page, status
@@ -157,19 +195,24 @@ def install(plan_name: str):
     if plan is None or not plan.offered:
         abort(404)
     form = ParamsForm(prefix=f"install-{plan.id}")
+    refused = offers.install_offer(plan, _user()).refusal
+    if refused is not None:
+        return render_services(status=REFUSED_STATUS[refused.code], refused=refused)
     if not form.validate_on_submit():
         return render_services({plan.name: form}, 400)
     try:
         command = submit(plan=plan, user=_user(), phase=Phase.INSTALL, params=form.params.data, issuer=_user())
     except CommandRefused as exc:
         db.session.rollback()
+        if not offers.install_offer(plan, _user()).can_install:  # installed meanwhile: the form is gone
+            return render_services(status=REFUSED_STATUS[exc.code], refused=exc)
         form.params.errors = [exc.message]
         return render_services({plan.name: form}, REFUSED_STATUS[exc.code])
     flash(f"Installing {plan.title or plan.name}: follow it below.", "success")
     return redirect(url_for("services.command", command_id=command.id))
 
 
-def render_deployment(deployment, update=None, scale=None, status=200):
+def render_deployment(deployment, update=None, scale=None, status=200, refused: CommandRefused | None = None):
     commands = db.session.scalars(
         select(ServiceCommand)
         .where(ServiceCommand.deployment_id == deployment.id)
@@ -177,23 +220,29 @@ def render_deployment(deployment, update=None, scale=None, status=200):
         .limit(20)
     ).all()
     params = masked_params(deployment.params or {})
-    size = (deployment.params or {}).get("size", "")
     page = render_template(
         "services/deployment.html",
         deployment=deployment,
         commands=commands,
+        actions=deployment_actions(deployment),
         update_form=update or ParamsForm(formdata=None, data={"params": format_params(params)}),
-        scale_form=scale or ScaleForm(formdata=None, data={"size": int(size) if str(size).isdigit() else None}),
+        scale_form=scale or ScaleForm(formdata=None, data={"size": offers.current_size(deployment)}),
         params=params,
+        refused=refused,
         busy=next((c for c in commands if not c.status.is_final), None),
     )
     return page, status
 
 
+def refuse(deployment, refused: CommandRefused):
+    """The deployment page saying why an action it does not offer was refused."""
+    return render_deployment(deployment, status=REFUSED_STATUS[refused.code], refused=refused)
+
+
 @bp.route("/services/deployment/<int:deployment_id>")
 @login_required
 def deployment(deployment_id: int):
-    """One deployment: its params, its commands, and the forms to update, scale or uninstall it."""
+    """One deployment: its params, its commands, and the forms to update, scale or uninstall it that apply."""
     return render_deployment(own_deployment(deployment_id))
 
 
@@ -225,6 +274,8 @@ def command_on(deployment: ServiceDeployment, phase: str, params: str, form_name
 def update(deployment_id: int):
     """Update the deployment with new params (to the plan's newest configuration)."""
     deployment = own_deployment(deployment_id)
+    if refused := offers.deployment_refusal(deployment, _user(), "update"):
+        return refuse(deployment, refused)
     form = ParamsForm()
     if not form.validate_on_submit():
         return render_deployment(deployment, update=form, status=400)
@@ -234,8 +285,10 @@ def update(deployment_id: int):
 @bp.route("/services/deployment/<int:deployment_id>/scale", methods=["POST"])
 @login_required
 def scale(deployment_id: int):
-    """Scale: an update of ``size`` alone."""
+    """Scale: an update of ``size`` alone, for the plans that take one."""
     deployment = own_deployment(deployment_id)
+    if refused := offers.deployment_refusal(deployment, _user(), "scale"):
+        return refuse(deployment, refused)
     form = ScaleForm()
     if not form.validate_on_submit():
         return render_deployment(deployment, scale=form, status=400)
@@ -249,6 +302,8 @@ def uninstall(deployment_id: int):
     deployment = own_deployment(deployment_id)
     if deployment.status == Status.REMOVED:
         abort(404)
+    if refused := offers.deployment_refusal(deployment, _user(), "uninstall"):
+        return refuse(deployment, refused)
     form = ConfirmForm()
     if request.method == "POST" and form.validate_on_submit():
         return command_on(deployment, Phase.UNINSTALL, "", "confirm", None)
@@ -260,10 +315,20 @@ def uninstall(deployment_id: int):
 def command(command_id: int):
     """A command's live progress: its steps, a progress bar, the running task's log (polled by progress.js)."""
     command = own_command(command_id, selectinload(ServiceCommand.tasks), joinedload(ServiceCommand.plan))
+    user = _user()
+    retry_refused = offers.retry_refusal(command, user)
     return render_template(
         "services/command.html",
         command=command,
         progress=command_progress(command),
+        cancelled=command.failure_reason == FailureReason.CANCELLED,
+        can_retry=retry_refused is None,
+        # a cancelled or failed install whose deployment is gone is installed anew from the catalog
+        install_again=retry_refused is not None
+        and command.phase == Phase.INSTALL
+        and command.deployment.status == Status.REMOVED
+        and offers.install_offer(command.plan, user).can_install,
+        can_cancel=offers.cancel_refusal(command, user) is None,
         retry_form=ConfirmForm(formdata=None),
     )
 
@@ -298,6 +363,9 @@ def retry(command_id: int):
     command = own_command(command_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
+    if refused := offers.retry_refusal(command, _user()):
+        flash(refused.message, "danger")
+        return redirect(url_for("services.command", command_id=command.id))
     try:
         again = submit_retry(command, issuer=_user())
     except CommandRefused as exc:
@@ -315,6 +383,9 @@ def cancel(command_id: int):
     command = own_command(command_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
+    if refused := offers.cancel_refusal(command, _user()):
+        flash(refused.message, "danger")
+        return redirect(url_for("services.command", command_id=command.id))
     try:
         outcome = engine.request_cancel(command)
     except CommandRefused as exc:

@@ -14,7 +14,7 @@ from app.ops.specs import apply_specs, parse_specs, spec_fallbacks
 
 from ..factories import make_user
 from ..processes import wait_until
-from .helpers import expect, log_in
+from .helpers import expect, log_in, wait_for_deployment
 
 LIVE = 20_000  # ms: how long a page may take to show what the worker did
 
@@ -73,10 +73,48 @@ def test_a_user_installs_and_then_uninstalls_a_worker(page, live_app):
     expect(row.locator(".status-badge").first).to_have_text("COMPLETED")
     row.get_by_role("link", name="Uninstall").click()
     expect(page.get_by_role("heading", name=re.compile("Uninstall"))).to_be_visible()
+    questions = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
     page.locator("#confirm-uninstall").click()
     expect(page.locator("#command-status")).to_have_text("COMPLETED", timeout=LIVE)
+    assert questions and questions[0].startswith("Uninstall worker (deployment ")
     page.get_by_role("link", name="Back to your services").click()
     expect(page.locator('#deployments tr[data-plan="worker"]')).to_have_count(0)
+    expect(page.locator('form[data-install="worker"]')).to_be_visible()  # one per user: offered again
+
+
+def test_without_javascript_the_uninstall_page_is_the_confirmation(browser, live_server, live_app):
+    user = make_user()
+    command = issue_command(plan="worker", user=user, phase="install", params="")
+    db.session.commit()
+    enqueue_command(command.id)
+    wait_for_deployment(user.email, "worker")
+    context = browser.new_context(base_url=live_server.url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        log_in(page, user.email)
+        page.goto(f"/services/deployment/{command.deployment_id}")
+        page.get_by_role("link", name="Uninstall…").click()
+        page.get_by_role("link", name="Keep it").click()  # declined: nothing is issued
+        expect(page).to_have_url(re.compile(rf"/services/deployment/{command.deployment_id}$"))
+        assert phases_of(command.deployment_id) == ["install"]
+        page.get_by_role("link", name="Uninstall…").click()
+        page.locator("#confirm-uninstall").click()  # no script to ask again: the page asked
+        expect(page).to_have_url(re.compile(r"/commands/\d+$"))
+        assert phases_of(command.deployment_id) == ["install", "uninstall"]
+    finally:
+        context.close()
+
+
+def phases_of(deployment_id: int) -> list[str]:
+    db.session.rollback()
+    return list(
+        db.session.scalars(
+            select(ServiceCommand.phase)
+            .where(ServiceCommand.deployment_id == deployment_id)
+            .order_by(ServiceCommand.id)
+        )
+    )
 
 
 def test_an_admin_finds_a_failed_command_reads_its_log_and_retries_it(page, live_server, live_app):
@@ -96,7 +134,7 @@ def test_an_admin_finds_a_failed_command_reads_its_log_and_retries_it(page, live
 
     admin = make_user(admin=True)
     log_in(page, admin.email)
-    page.get_by_role("navigation").get_by_role("link", name="Console").click()
+    expect(page).to_have_url(re.compile(r"/admin/$"))  # an admin lands on the console
     page.locator("#failures").get_by_role("link", name=f"#{command.id}").click()
     expect(page.locator("#failure")).to_contain_text("RuntimeError: no space left on the disk")
 
