@@ -7,7 +7,7 @@ from .base import ReadOnlyModelView, SecureModelView, masked_formatter, when_for
 
 
 class MetricView(SecureModelView):
-    column_list = ("plan", "name", "kind", "action", "aggregation", "field", "unit")
+    column_list = ("plan", "name", "kind", "action", "aggregation", "field", "unit", "unit_price", "included")
     column_filters = ("plan.name", "kind", "aggregation")
     column_labels = {"plan.name": "Plan"}
     form_columns = ("plan", "name", "kind", "action", "aggregation", "field", "unit")
