@@ -19,7 +19,7 @@ from app.ops.specs import (
     spec_fallbacks,
 )
 
-ORIGINAL_FORMAT = Path(__file__).resolve().parents[2] / "shared" / "specs" / "original-format.yaml"
+ORIGINAL_FORMAT = Path(__file__).resolve().parent / "specs" / "original-format.yaml"  # the original format
 SHA = "0123456789abcdef" * 4
 SOURCE = "specs.yaml"
 
