@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, func, select, update
 
 from .extensions import db
 from .models import ApiKey, User
-from .models.types import utcnow
+from .models.types import utcnow, valid_id
 from .models.users import USERID_RE
 from .ops.commands import CommandRefused, issue_command
 
@@ -305,7 +305,7 @@ def authenticate_key(userid: str, key: str) -> User | None:
 
 
 def revoke_api_key(user: User, key_id: int) -> ApiKey:
-    if not 0 < key_id < 2**31:
+    if not valid_id(key_id):
         raise AccountError("key", "no such key")
     api_key = db.session.get(ApiKey, key_id)
     if api_key is None or api_key.user_id != user.id:

@@ -6,9 +6,10 @@ from flask import request
 
 from ..extensions import db
 from ..models import User
+from ..models.types import valid_id
 from .auth import require_user
 from .errors import ApiError
-from .parsing import MAX_ID, bad_request
+from .parsing import bad_request
 
 __all__ = ["get_or_404", "guarded", "owned_or_404", "require_admin", "require_user"]
 
@@ -22,7 +23,7 @@ def require_admin() -> User:
 
 
 def get_or_404(model, ident: int, kind: str):
-    obj = db.session.get(model, ident) if ident <= MAX_ID else None
+    obj = db.session.get(model, ident) if valid_id(ident) else None
     if obj is None:
         raise ApiError(404, "not_found", f"no {kind} {ident}")
     return obj

@@ -24,9 +24,10 @@ from ..accounts import COUNTRIES
 from ..extensions import db, limiter
 from ..mail import MailError
 from ..models import User
+from ..models.types import valid_id
 from .auth import require_user
 from .errors import ApiError
-from .parsing import MAX_ID, bad_request, check_fields, int_arg, json_body, single_arg
+from .parsing import bad_request, check_fields, int_arg, json_body, single_arg
 
 bp = Blueprint("api_auth", __name__, url_prefix="/admin/api/v2/auth")
 
@@ -228,7 +229,7 @@ def _page_uri(limit: int, offset: int, email: str | None) -> str:
 
 def visible_user(caller: User, user_id: int) -> User:
     """The user ``user_id`` if the caller may see it (self or admin); 404 otherwise, as if it did not exist."""
-    user = db.session.get(User, user_id) if user_id <= MAX_ID else None
+    user = db.session.get(User, user_id) if valid_id(user_id) else None
     if user is None or (user.id != caller.id and not caller.admin):
         raise ApiError(404, "not_found", f"no user {user_id}")
     return user

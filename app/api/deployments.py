@@ -12,6 +12,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from ..extensions import db
 from ..jobs.provisioning import enqueue_command
 from ..models import ServiceCommand, ServiceDeployment, ServicePlan, ServiceTask, Status, User
+from ..models.types import valid_id
 from ..ops import engine
 from ..ops.commands import CommandRefused, issue_command
 from . import schemas
@@ -20,7 +21,6 @@ from .auth import uses_apikey
 from .errors import ApiError
 from .idempotency import HEADER_PARAMETER, idempotent, request_key
 from .listing import page
-from .parsing import MAX_ID
 from .rest import Blueprint
 
 bp = Blueprint(
@@ -212,7 +212,7 @@ def command_detail(command_id):
             joinedload(ServiceCommand.issuer),
         )
     )
-    command = db.session.scalar(query) if command_id <= MAX_ID else None
+    command = db.session.scalar(query) if valid_id(command_id) else None
     if command is None or (not caller.admin and command.user_id != caller.id):
         raise ApiError(404, "not_found", f"no command {command_id}")
     if uses_apikey():
@@ -290,7 +290,7 @@ def task_detail(task_id):
         .where(ServiceTask.id == task_id)
         .options(joinedload(ServiceTask.command), joinedload(ServiceTask.deployment))
     )
-    task = db.session.scalar(query) if task_id <= MAX_ID else None
+    task = db.session.scalar(query) if valid_id(task_id) else None
     if task is None or (not caller.admin and task.command.user_id != caller.id):
         raise ApiError(404, "not_found", f"no task {task_id}")
     return task

@@ -6,8 +6,6 @@ from flask import request
 
 from .errors import ApiError
 
-MAX_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL: a larger one is a 404, not a database error
-
 
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "bad_request", message)

@@ -10,6 +10,7 @@ from flask import request
 from marshmallow import fields, validate
 
 from ..models import FailureReason, Health, Phase, Status
+from ..models.types import MAX_ID
 from ..ops.params import ParamsError, parse_params
 from ..ops.runner import collect_secrets, masked, masked_params
 from ..ops.specs import step_spec
@@ -296,7 +297,7 @@ class CommandCreateArgs(Strict):
         load_default="", allow_none=True, metadata={"description": 'comma-separated k=v, e.g. "provider=,size=2"'}
     )
     deployment = fields.Integer(
-        validate=validate.Range(1, 2**31 - 1), metadata={"description": "which deployment, when several"}
+        validate=validate.Range(1, MAX_ID), metadata={"description": "which deployment, when several"}
     )
 
 
@@ -306,7 +307,7 @@ class CommandListArgs(ListArgs):
     name = fields.String(metadata={"description": "the plan's name"})
     phase = fields.String(validate=validate.OneOf([p.value for p in Phase]))
     status = status_arg()
-    deployment = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+    deployment = fields.Integer(validate=validate.Range(1, MAX_ID))
 
 
 class TaskSummarySchema(ma.Schema):
@@ -358,8 +359,8 @@ class CommandSchema(CommandSummarySchema):
 
 
 class TaskListArgs(ListArgs):
-    command = fields.Integer(validate=validate.Range(1, 2**31 - 1))
-    deployment = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+    command = fields.Integer(validate=validate.Range(1, MAX_ID))
+    deployment = fields.Integer(validate=validate.Range(1, MAX_ID))
     status = status_arg()
 
 

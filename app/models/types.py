@@ -74,3 +74,13 @@ def _utc_day_default(element, compiler, **kw):
 def _utc_day_postgresql(element, compiler, **kw):
     # timestamptz: read in UTC, whatever the session's time zone
     return f"to_char({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+
+# Ids are INTEGER columns (32-bit on PostgreSQL): a larger one names no row, and asking the database for it
+# fails there instead of finding nothing. Every interface checks an id it was given with ``valid_id`` first.
+MAX_ID = 2**31 - 1
+
+
+def valid_id(value: int) -> bool:
+    """Whether ``value`` can be the id of a row: 1 to ``MAX_ID``."""
+    return 0 < value <= MAX_ID

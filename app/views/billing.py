@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from ..billing.invoices import BillingError, compute, period_of, store_pdf
 from ..extensions import db
 from ..models import Invoice, InvoiceStatus, Payment
-from ..models.types import utcnow
+from ..models.types import utcnow, valid_id
 
 bp = Blueprint("billing", __name__)
 
@@ -53,7 +53,7 @@ def index():
 def pdf(invoice_id: int):
     """The invoice's PDF as it was stored when finalized (one's own; admins any); rendered and stored now if
     the worker that finalized it stopped before storing it."""
-    invoice = db.session.get(Invoice, invoice_id) if invoice_id <= 2**63 - 1 else None
+    invoice = db.session.get(Invoice, invoice_id) if valid_id(invoice_id) else None
     if (
         invoice is None
         or invoice.status == InvoiceStatus.DRAFT

@@ -27,6 +27,7 @@ from ..models import (
     ServicePlan,
     Status,
 )
+from ..models.types import valid_id
 from ..ops import engine, offers
 from ..ops.commands import CommandRefused
 from ..ops.params import format_params
@@ -37,7 +38,6 @@ from .account import api_url
 bp = Blueprint("services", __name__)
 REFUSED_STATUS = {"not_found": 404, "invalid": 400, "conflict": 409}
 SIGNUP_PLAN = "omegaml"  # what sign-up provisions: the getting-started steps follow it
-MAX_ID = 2**63 - 1
 ACTIONS = ("update", "scale", "uninstall")
 # how a failed command reads, by failure reason: a cancelled one was not a failure
 FAILURE_WORDING = {
@@ -86,7 +86,7 @@ def _user():
 
 
 def own_deployment(deployment_id: int) -> ServiceDeployment:
-    deployment = db.session.get(ServiceDeployment, deployment_id) if deployment_id <= MAX_ID else None
+    deployment = db.session.get(ServiceDeployment, deployment_id) if valid_id(deployment_id) else None
     if deployment is None or (deployment.user_id != current_user.id and not current_user.admin):
         abort(404)
     return deployment
@@ -95,7 +95,7 @@ def own_deployment(deployment_id: int) -> ServiceDeployment:
 def own_command(command_id: int, *options) -> ServiceCommand:
     command = (
         db.session.scalar(select(ServiceCommand).where(ServiceCommand.id == command_id).options(*options))
-        if command_id <= MAX_ID
+        if valid_id(command_id)
         else None
     )
     if command is None or (command.user_id != current_user.id and not current_user.admin):
@@ -338,7 +338,7 @@ def progress(command_id: int):
     """The JSON the command page polls: status, steps, percent, the log tail."""
     if not current_user.is_authenticated:
         return jsonify(error="unauthorized", message="log in to follow this command"), 401
-    if command_id > MAX_ID:
+    if not valid_id(command_id):
         return jsonify(error="not_found", message=f"no command {command_id}"), 404
     command = db.session.scalar(
         select(ServiceCommand)

@@ -10,10 +10,12 @@ from flask_admin.model import filters as model_filters
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from markupsafe import Markup
+from sqlalchemy import Integer
 from sqlalchemy.orm import joinedload
 
 from ...extensions import db
 from ...models.status import Status
+from ...models.types import valid_id
 from ...ops.commands import CommandRefused
 from ...ops.runner import masked_params
 
@@ -142,13 +144,24 @@ class SecureModelView(AdminOnly, ModelView):
         by_id = {getattr(row, self._primary_key): row for row in rows}
         return count, [by_id[i] for i in ids if i in by_id]
 
+    def get_one(self, id):
+        """The row of ``?id=`` (details, edit, delete), or None (Flask-Admin then says "Record does not exist")
+        for an id no row can have: beyond the column it is a database error on PostgreSQL, a 500 before."""
+        if not isinstance(getattr(self.model, self._primary_key).type, Integer):
+            return super().get_one(id)  # a text key (usage events): any text is a key the query can ask for
+        try:
+            valid = valid_id(int(id))
+        except (TypeError, ValueError):
+            return None
+        return super().get_one(id) if valid else None
+
     def load(self, model_class, object_id):
         """The object of ``object_id`` or a 404 (ids in forms and URLs are user input)."""
         try:
             object_id = int(object_id)
         except (TypeError, ValueError):
             abort(404)
-        obj = db.session.get(model_class, object_id) if 0 < object_id <= 2**63 - 1 else None
+        obj = db.session.get(model_class, object_id) if valid_id(object_id) else None
         if obj is None:
             abort(404)
         return obj

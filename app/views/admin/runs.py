@@ -10,6 +10,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from ...extensions import db
 from ...jobs.provisioning import submit, submit_retry
 from ...models import Phase, ServiceCommand, ServiceDeployment, ServiceTask
+from ...models.types import valid_id
 from ...ops import engine
 from ...ops.commands import CommandRefused
 from ...ops.params import format_params
@@ -166,7 +167,7 @@ class CommandView(ReadOnlyModelView):
                     joinedload(ServiceCommand.deployment),
                 )
             )
-            if 0 < command_id <= 2**63 - 1
+            if valid_id(command_id)
             else None
         )
 
