@@ -15,11 +15,12 @@ def with_key(**fields):
 
 
 def assert_error(response, status, error, *words):
-    """A JSON error ``{"error": ..., "message": ...}`` (a 409 may add ``blocking``) with ``words`` in its message."""
+    """A JSON error ``{"error": ..., "message": ...}`` (a 409 may add ``blocking``, a 400 the ``parameter`` it
+    refuses) with ``words`` in its message."""
     assert response.status_code == status, (response.status_code, response.data[:500])
     assert response.mimetype == "application/json"
     body = response.get_json()
-    extra = {"blocking"} if status == 409 else set()
+    extra = {"blocking"} if status == 409 else {"parameter"} if status == 400 else set()
     assert set(body) - extra == {"error", "message"}, body
     assert body["error"] == error, body
     for word in words:

@@ -9,6 +9,7 @@ from app.extensions import db
 from app.models import ServiceCommand, ServiceTask, User
 from app.ops.commands import issue_command
 from app.ops.specs import apply_specs, parse_specs, spec_fallbacks
+from .factories import TEST_PARAMETERS
 
 
 def write_script(name: str, body: str, mode: int = 0o644) -> str:
@@ -20,12 +21,16 @@ def write_script(name: str, body: str, mode: int = 0o644) -> str:
     return name
 
 
-def make_script_plan(name: str, steps: str, offered: bool = True, one_per_user: bool = True, env: str = ""):
-    """A plan whose steps are given as YAML (indented under `steps:`)."""
+def make_script_plan(
+    name: str, steps: str, offered: bool = True, one_per_user: bool = True, env: str = "", parameters: str | None = None
+):
+    """A plan whose steps are given as YAML (indented under `steps:`); ``parameters`` YAML, else the tests' own."""
+    declared = TEST_PARAMETERS.strip("\n") if parameters is None else parameters
     text = f"""
 - plan: {name}
   offered: {str(offered).lower()}
   one_per_user: {str(one_per_user).lower()}
+{declared}
   configuration:
     env: {{{env}}}
   steps:

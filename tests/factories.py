@@ -32,11 +32,24 @@ def make_user(email=None, userid=None, admin=False, active=True, password=PASSWO
     return user
 
 
+# what the test plans accept (app/ops/parameters.py): no defaults, so a command's params are what it gave
+TEST_PARAMETERS = """
+  parameters:
+    - {name: size, type: integer, minimum: 0, maximum: 16}
+    - {name: qualifier, type: string, pattern: "[a-z][a-z0-9]{0,31}"}
+    - {name: db_password, type: string, secret: true}
+    - {name: api_token, type: string, secret: true}
+    - {name: flag, type: string}
+    - {name: x, type: string}
+    - {name: z, type: string}
+"""
+
 SIMPLE_SPEC = """
 - plan: {name}
   title: {title}
   offered: {offered}
   one_per_user: {one_per_user}
+{parameters}
   configuration:
     env:
       CLUSTER_ID: ${{CLUSTER_ID}}
@@ -47,10 +60,14 @@ SIMPLE_SPEC = """
 """
 
 
-def make_plan(name="omegaml", title="omega|ml", offered=True, one_per_user=True, spec=None):
+def make_plan(name="omegaml", title="omega|ml", offered=True, one_per_user=True, spec=None, parameters=None):
     """A plan loaded through the real spec loader (so factories and `createservice` agree)."""
     text = spec or SIMPLE_SPEC.format(
-        name=name, title=title, offered=str(offered).lower(), one_per_user=str(one_per_user).lower()
+        name=name,
+        title=title,
+        offered=str(offered).lower(),
+        one_per_user=str(one_per_user).lower(),
+        parameters=TEST_PARAMETERS.strip("\n") if parameters is None else parameters,
     )
     plans = parse_specs(text, "factory", current_app.config["SCRIPTS_DIR"], spec_fallbacks(current_app.config))
     apply_specs(plans)

@@ -68,7 +68,7 @@ def test_the_qualifier_header_wins_over_the_query(client, plan):
     user, key = provisioned("jane", qualifiers=("default", "dev"))
     response = client.get(URL + "?qualifier=default", headers=client_headers(user, key, "dev"))
     data = response.get_json()["objects"][0]["data"]
-    assert data["OMEGA_QUALIFIER"] == "dev" and data["OMEGA_MONGO_URL"].endswith("/jane-dev")
+    assert data["OMEGA_QUALIFIER"] == "dev" and data["OMEGA_MONGO_URL"].endswith("/jane~dev")
     assert response.get_json()["objects"][0]["resource_uri"] == "/api/v1/config/dev/"
     headers = {"Authorization": f"ApiKey jane:{key}"}
     response = client.get(URL + "?qualifier=dev", headers=headers)

@@ -248,7 +248,7 @@ def test_deployment_details_mask_secrets_and_issue_commands(client, admin, plans
 
     for action, data, phase, params in [
         ("scale", {"size": "3"}, "update", {"size": "3"}),
-        ("update", {"params": "size=2,extra=yes"}, "update", {"size": "2", "extra": "yes"}),
+        ("update", {"params": "size=2,x=yes"}, "update", {"size": "2", "x": "yes"}),
         ("check", {}, "check", {}),
         ("uninstall", {}, "uninstall", {}),
     ]:
@@ -263,7 +263,7 @@ def test_deployment_actions_say_why_they_are_refused(client, admin, plans):
     command = issue("worker", make_user())
     url = f"/admin/servicedeployment/{command.deployment_id}/command"
     client.post(url, data={"action": "scale", "size": "many"})
-    assert "whole number from 0 to 100" in flashed(client)
+    assert "params: size: must be a whole number from 0 to 16" in flashed(client)  # the plan's declaration
     client.post(url, data={"action": "update", "params": "size=1"})
     assert "still INITIATED" in flashed(client)
     client.post(url, data={"action": "explode"})

@@ -628,7 +628,10 @@ def test_worker_spec_loads_with_the_script_for_every_phase():
         "description": plan.fields["description"],
         "offered": True,
         "one_per_user": True,
+        "parameters": plan.fields["parameters"],
     }
+    size = next(p for p in plan.fields["parameters"] if p["name"] == "size")
+    assert (size["type"], size["minimum"], size["maximum"], size["default"]) == ("integer", 0, 16, 1)
     assert plan.env["WORKER_COMMAND"] == ""
     (step,) = plan.steps
     assert (step.target, step.language, step.timeout) == ("worker/worker.py", "python", 120)

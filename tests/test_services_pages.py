@@ -25,17 +25,20 @@ def worker_plan(app, scripts):
         """,
     )
     write_script("fail.sh", "echo about to fail\necho the disk is full >&2\nexit 3\n")
+    # in the original spec format (no `parameters:`): the k=v field, and the params its steps default
     make_script_plan(
         "worker",
         """
         - script: ok.sh
           name: prepare
+          params: size=1,x=,api_token=
           phases: [install, update, uninstall]
         - script: ok.sh
           name: start
           phases: [install, update]
         """,
         one_per_user=False,
+        parameters="",
     )
     make_script_plan("broken", "- script: fail.sh\n  name: explode\n", one_per_user=False)
 
@@ -160,17 +163,19 @@ def test_scale_update_and_uninstall_with_confirmation(client, user, worker_plan)
     page = client.get(f"/services/deployment/{deployment_id}").get_data(as_text=True)
     assert 'id="scale-form"' in page and 'value="1"' in page
 
-    response = client.post(f"/services/deployment/{deployment_id}/scale", data={"size": "3"})
+    response = client.post(f"/services/deployment/{deployment_id}/scale", data={"scale-p0": "3"})
     scaled = db.session.get(ServiceCommand, command_id_of(response))
     assert scaled.phase == "update" and scaled.params == {"size": "3"}
     # busy: the next command is refused with the reason, the typed value kept
-    response = client.post(f"/services/deployment/{deployment_id}/update", data={"params": "size=4,extra=yes"})
+    response = client.post(f"/services/deployment/{deployment_id}/update", data={"params": "size=4,x=yes"})
     assert response.status_code == 409 and "still INITIATED" in response.get_data(as_text=True)
-    assert 'value="size=4,extra=yes"' in response.get_data(as_text=True)
+    assert 'value="size=4,x=yes"' in response.get_data(as_text=True)
     engine.execute(scaled.id, worker="test")
 
-    response = client.post(f"/services/deployment/{deployment_id}/scale", data={"size": "-1"})
-    assert response.status_code == 400 and "Number must be between 0 and 100" in response.get_data(as_text=True)
+    response = client.post(f"/services/deployment/{deployment_id}/scale", data={"scale-p0": "-1"})
+    assert response.status_code == 400 and "params: size: must be a whole number from 0" in response.get_data(
+        as_text=True
+    )
 
     page = client.get(f"/services/deployment/{deployment_id}/uninstall").get_data(as_text=True)
     assert 'id="confirm-uninstall"' in page and "cannot be undone" in page
@@ -241,7 +246,7 @@ def test_internal_plans_are_not_listed_and_take_no_commands_from_users(client, u
     assert "run by omegaops itself" in page
     before = commands_of(user)
     for action in ("update", "scale", "uninstall"):
-        response = client.post(f"/services/deployment/{deployment.id}/{action}", data={"params": "", "size": "1"})
+        response = client.post(f"/services/deployment/{deployment.id}/{action}", data={"params": "", "scale-p0": "1"})
         assert response.status_code == 404, action
         assert "run by omegaops itself" in response.get_data(as_text=True)
     assert client.get(f"/services/deployment/{deployment.id}/uninstall").status_code == 404
@@ -292,12 +297,13 @@ def test_a_plan_without_configuration_is_not_offered_for_install(client, user, a
 
 
 def test_size_and_its_hint_show_only_where_the_plan_takes_a_size(client, user, app, scripts):
-    make_plan()  # omegaml: its spec names no size
+    # plans in the original format (no `parameters:`; test_parameters.py has the declared ones)
+    make_plan(parameters="")  # omegaml: its spec names no size
     write_script("ok.sh", "echo sized $OMEGAOPS_PARAM_SIZE\n")
     # a plan whose step defaults size, and one whose step reports the size it runs (as worker.py does)
-    make_script_plan("declared", "- script: ok.sh\n  params: size=1\n  phases: [install, update]\n")
+    make_script_plan("declared", "- script: ok.sh\n  params: size=1\n  phases: [install, update]\n", parameters="")
     write_script("report.sh", """echo '{"reported": {"size": 2, "running": 2}}' > "$OMEGAOPS_OUTPUT"\n""")
-    make_script_plan("reported", "- script: report.sh\n  phases: [install, update]\n")
+    make_script_plan("reported", "- script: report.sh\n  phases: [install, update]\n", parameters="")
 
     page = client.get("/services").get_data(as_text=True)
     card = {name: page[page.index(f'data-install="{name}"') :].split("</form>")[0] for name in ("omegaml", "declared")}
@@ -310,7 +316,7 @@ def test_size_and_its_hint_show_only_where_the_plan_takes_a_size(client, user, a
     assert 'id="update-form"' in page and 'id="scale-form"' not in page and "size" not in page
     assert "Update / scale" not in client.get("/services").get_data(as_text=True)
     before = commands_of(user)
-    response = client.post(f"/services/deployment/{omegaml.deployment_id}/scale", data={"size": "2"})
+    response = client.post(f"/services/deployment/{omegaml.deployment_id}/scale", data={"scale-p0": "2"})
     assert response.status_code == 400 and "takes no size" in response.get_data(as_text=True)
     assert commands_of(user) == before
 
@@ -321,7 +327,7 @@ def test_size_and_its_hint_show_only_where_the_plan_takes_a_size(client, user, a
         assert 'id="scale-form"' in page, name
         if size:  # the size the step reported is the form's value
             assert f'name="size" type="number" value="{size}"' in page or f'value="{size}"' in page
-        response = client.post(f"/services/deployment/{command.deployment_id}/scale", data={"size": "3"})
+        response = client.post(f"/services/deployment/{command.deployment_id}/scale", data={"scale-p0": "3"})
         assert reload(db.session.get(ServiceCommand, command_id_of(response))).params == {"size": "3"}
 
 

@@ -836,3 +836,32 @@ def test_plans_and_metrics_carry_their_prices_in_the_spec(app):
     )
     with pytest.raises(SpecError, match="only the last tier may be open"):
         parse_specs(bad_tiers, "p.yaml", app.config["SCRIPTS_DIR"], spec_fallbacks(app.config))
+
+
+ALIAS_BOMB = """
+- plan: bomb
+  defaults:
+    a: &a [x, x, x, x, x, x, x, x, x]
+    b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+    c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+    d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+    e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+    f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+"""
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("- plan: deep\n  defaults: " + "[" * 5000, ["nested more than"]),
+        (ALIAS_BOMB, ["expands to more than", "aliases"]),
+    ],
+)
+def test_a_spec_nested_too_deep_or_expanding_too_far_is_refused_by_createservice(runner, tmp_path, text, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = runner.invoke(args=["createservice", "--specs", str(path)])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "Traceback" not in result.output and all(word in lines[0] for word in words), lines
+    assert ServicePlan.by_name("bomb") is None and ServicePlan.by_name("deep") is None

@@ -14,7 +14,7 @@ from ..jobs.provisioning import enqueue_command
 from ..models import ServiceCommand, ServiceDeployment, ServicePlan, ServiceTask, Status, User
 from ..models.types import valid_id
 from ..ops import engine
-from ..ops.commands import CommandRefused, issue_command
+from ..ops.commands import CommandRefused, ParamsRefused, issue_command
 from . import schemas
 from .access import guarded, owned_or_404, require_user
 from .auth import uses_apikey
@@ -41,6 +41,8 @@ CONFLICT = "the deployment is busy (a command in flight) or the plan allows one 
 def refused(exc: CommandRefused, status: int | None = None) -> ApiError:
     """The API error for a refused command; a conflict names the command in the way."""
     extra = {"blocking": schemas.uri("command", exc.blocking.id)} if exc.blocking is not None else {}
+    if exc.parameter is not None:
+        extra["parameter"] = exc.parameter  # the plan parameter the message names
     status = status or REFUSED_STATUS[exc.code]
     return ApiError(status, ERROR_CODES[status], exc.message, **extra)
 
@@ -241,15 +243,22 @@ def command_cancel(command_id):
 
 @bp.route("/command/<int:command_id>/retry/", methods=["POST"], strict_slashes=False)
 @guarded()
+@bp.arguments(schemas.RetryArgs)
 @bp.response(201, schemas.CommandSchema, headers=LOCATION, description="the new command")
+@bp.alt_response(400, schema=schemas.ErrorSchema, description="params the plan's parameters do not accept")
 @bp.alt_response(409, schema=schemas.ErrorSchema, description="not FAILED, or the deployment is busy or removed")
-def command_retry(command_id):
-    """Issue a FAILED command again, as a new command (``retry_of`` links them)."""
+def command_retry(body, command_id):
+    """Issue a FAILED command again, as a new command (``retry_of`` links them).
+
+    ``params`` (optional) go over the failed command's, e.g. to correct the value that made it fail.
+    """
     caller = require_user()
     command = visible_command(command_id)
     try:
-        new = engine.retry(command, issuer=caller)
+        new = engine.retry(command, issuer=caller, params=body.get("params"))
         db.session.commit()
+    except ParamsRefused as exc:
+        raise refused(exc, 400) from None
     except CommandRefused as exc:
         raise refused(exc, 409) from None
     enqueue_command(new.id)

@@ -57,6 +57,8 @@ class StrictParser(FlaskParser):
     DEFAULT_VALIDATION_STATUS = 400
 
     def load_json(self, req, schema):
+        if getattr(schema, "body_optional", False) and not req.get_data(cache=True).strip():
+            return {}
         return json_body()
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):

@@ -390,3 +390,8 @@ class TaskSchema(TaskSummarySchema):
 
     def masked_outputs(self, task) -> dict:
         return masked(task.outputs, self.secrets(task))
+
+
+class RetryArgs(Strict):
+    body_optional = True
+    params = fields.String(allow_none=True)

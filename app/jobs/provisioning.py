@@ -69,9 +69,10 @@ def submit(**kwargs) -> ServiceCommand:
     return command
 
 
-def submit_retry(command: ServiceCommand, issuer=None) -> ServiceCommand:
-    """Retry a FAILED command as a new one, commit and enqueue it; ``CommandRefused`` when it cannot be."""
-    again = engine.retry(command, issuer=issuer)
+def submit_retry(command: ServiceCommand, issuer=None, params: str | dict | None = None) -> ServiceCommand:
+    """Retry a FAILED command as a new one (with corrected ``params``), commit and enqueue it; ``CommandRefused``
+    when it cannot be."""
+    again = engine.retry(command, issuer=issuer, params=params)
     db.session.commit()
     enqueue_command(again.id)
     return again

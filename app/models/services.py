@@ -40,6 +40,8 @@ class ServicePlan(db.Model):
     one_per_user: Mapped[bool] = mapped_column(default=True)
     # admin-set OMEGA_* values merged under each deployment's settings in client configs
     defaults: Mapped[dict] = mapped_column(JSONType, default=dict)
+    # what its commands accept (app/ops/parameters.py); None: the spec declares nothing (its steps' defaults)
+    parameters: Mapped[list | None] = mapped_column(JSONType)
     base_fee: Mapped[int] = mapped_column(default=0, server_default="0")  # minor units a month, prorated by day
     active: Mapped[bool] = mapped_column(default=True, index=True)
     # the plan's state as `flask createservice` last left it (app/ops/ownership.py): when it differs, an

@@ -7,17 +7,45 @@ session. The caller commits, then enqueues: never the other way round.
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Phase, ServiceCommand, ServiceDeployment, ServicePlan, Status, User
+from ..models import Phase, ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, Status, User
 from ..models.status import IN_FLIGHT_STATES, LIVE_DEPLOYMENT_STATES
-from .params import ParamsError, parse_params
+from .parameters import Parameter, ParameterError, declared, validate_params
+from .params import ParamsError, format_params, parse_params
 
 
 class CommandRefused(ValueError):
     """A command that cannot be issued; ``code`` maps to the HTTP status the API answers."""
 
-    def __init__(self, code: str, message: str, blocking: ServiceCommand | None = None):
+    def __init__(self, code: str, message: str, blocking: ServiceCommand | None = None, parameter: str | None = None):
         super().__init__(message)
         self.code, self.message, self.blocking = code, message, blocking
+        self.parameter = parameter  # the plan parameter refused, when one is
+
+
+class ParamsRefused(CommandRefused):
+    """A command refused for its params (their syntax, or a value the plan's parameters do not accept): a 400."""
+
+    def __init__(self, message: str, parameter: str | None = None):
+        super().__init__("invalid", message, parameter=parameter)
+
+
+def plan_parameters(plan: ServicePlan, configuration: ServiceConfiguration | None = None) -> dict[str, Parameter]:
+    """What ``plan``'s commands accept, by name: its declaration, else what its steps default (see parameters.py)."""
+    if plan.parameters is not None:
+        return declared(plan.parameters)
+    configuration = configuration if configuration is not None else plan.current_configuration
+    defaults: dict[str, str] = {}
+    for step in configuration.steps if configuration is not None else ():
+        defaults.update(parse_params(step.params))  # validated when the spec was loaded
+    return declared(None, defaults)
+
+
+def checked_params(plan: ServicePlan, params: dict[str, str], phase: str) -> dict[str, str]:
+    """``params`` validated against ``plan``'s parameters (with its defaults on install), or ``CommandRefused``."""
+    try:
+        return validate_params(plan_parameters(plan), params, install=phase == Phase.INSTALL)
+    except ParameterError as exc:
+        raise ParamsRefused(exc.message, parameter=exc.name) from None
 
 
 def find_live_deployments(user: User, plan: ServicePlan) -> list[ServiceDeployment]:
@@ -49,7 +77,7 @@ def issue_command(
     plan: ServicePlan | str,
     user: User,
     phase: str,
-    params: str | None = "",
+    params: str | dict[str, str] | None = "",
     issuer: User | None = None,
     deployment_id: int | None = None,
     idempotency_key: str | None = None,
@@ -77,11 +105,12 @@ def issue_command(
         allowed = ", ".join(p.value for p in Phase)
         raise CommandRefused("invalid", f"unknown phase {phase!r} (allowed: {allowed})") from None
     try:
-        parsed = parse_params(params)
+        parsed = dict(params) if isinstance(params, dict) else parse_params(params)
     except ParamsError as exc:
-        raise CommandRefused("invalid", str(exc)) from None
+        raise ParamsRefused(str(exc)) from None
     if not plan.offered and not privileged:
         raise CommandRefused("not_found", f"service {plan.name!r} is not offered")
+    parsed = checked_params(plan, parsed, phase)
 
     if phase == Phase.INSTALL:
         deployment = _new_deployment(plan, user, parsed, deployment_id)
@@ -111,7 +140,7 @@ def issue_command(
         configuration=configuration,
         phase=phase,
         params=parsed,
-        params_raw=(params or "").strip(),
+        params_raw=format_params(parsed) if isinstance(params, dict) else (params or "").strip(),
         idempotency_key=idempotency_key or None,
     )
     db.session.add(command)
@@ -129,6 +158,9 @@ def _new_deployment(plan, user, params, deployment_id) -> ServiceDeployment:
         raise CommandRefused("invalid", f"service {plan.name!r} has no active configuration")
     if plan.one_per_user:
         existing = find_live_deployments(user, plan)
+        failed = next((d for d in existing if failed_install(d)), None)
+        if failed is not None and in_flight_command(failed) is None and len(existing) == 1:
+            return reinstall(failed, configuration, params)
         if existing:
             deployment = existing[0]
             raise CommandRefused(
@@ -139,6 +171,33 @@ def _new_deployment(plan, user, params, deployment_id) -> ServiceDeployment:
             )
     deployment = ServiceDeployment(user=user, plan=plan, configuration=configuration, params=params)
     db.session.add(deployment)
+    return deployment
+
+
+def failed_install(deployment: ServiceDeployment) -> bool:
+    """A FAILED deployment that was never installed: nothing of it runs, so it does not count as one the user has.
+
+    Installing the plan again reuses it (``reinstall``): its history stays in one place, and whatever the
+    failed attempt left behind (its settings, a database half made) is the new attempt's to finish.
+    """
+    if deployment.status != Status.FAILED:
+        return False
+    installed = db.session.scalar(
+        select(ServiceCommand.id)
+        .where(
+            ServiceCommand.deployment_id == deployment.id,
+            ServiceCommand.phase == Phase.INSTALL,
+            ServiceCommand.status == Status.COMPLETED,
+        )
+        .limit(1)
+    )
+    return installed is None
+
+
+def reinstall(deployment: ServiceDeployment, configuration: ServiceConfiguration, params: dict) -> ServiceDeployment:
+    """A failed install's deployment, made ready for a new install with ``params`` (which replace its old ones)."""
+    deployment.configuration = configuration
+    deployment.params = params  # it stays FAILED until the install starts, as a retry's does
     return deployment
 
 

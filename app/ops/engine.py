@@ -32,8 +32,8 @@ from ..models import (
 from ..models.status import conditional_transition
 from ..models.types import utcnow
 from . import sources
-from .commands import CommandRefused, in_flight_command
-from .params import parse_params
+from .commands import CommandRefused, ParamsRefused, checked_params, in_flight_command
+from .params import ParamsError, format_params, parse_params
 from .runner import LogBuffer, collect_secrets, kill_group, make_masker, run_script, script_env
 from .specs import resolve_script
 from .tasks import StepContext
@@ -468,8 +468,13 @@ def request_cancel(command: ServiceCommand) -> str:
     return "cancel requested: the running step is being stopped"
 
 
-def retry(command: ServiceCommand, issuer=None) -> ServiceCommand:
-    """Issue a failed command again, as a new command on the same deployment (history kept). Adds, no commit."""
+def retry(command: ServiceCommand, issuer=None, params: str | dict | None = None) -> ServiceCommand:
+    """Issue a failed command again, as a new command on the same deployment (history kept). Adds, no commit.
+
+    ``params`` (``k=v,...``, or a dict) go over the failed command's: a value that made a step fail is
+    corrected in the retry. Without them the same params run again, checked anew against the plan's
+    parameters (which may have changed since).
+    """
     if command.status != Status.FAILED:
         raise CommandRefused(
             "invalid", f"only a FAILED command can be retried; command {command.id} is {command.status.name}"
@@ -481,6 +486,21 @@ def retry(command: ServiceCommand, issuer=None) -> ServiceCommand:
     if blocking is not None:
         raise CommandRefused("conflict", f"command {blocking.id} is still {blocking.status.name}", blocking=blocking)
     plan = command.plan
+    given = dict(command.params or {})
+    if params is not None:
+        try:
+            given.update(params if isinstance(params, dict) else parse_params(params))
+        except ParamsError as exc:
+            raise ParamsRefused(str(exc)) from None
+    try:
+        checked = checked_params(plan, given, command.phase)
+    except CommandRefused as exc:
+        if params is None:
+            exc.message += "; retry with corrected params"
+            exc.args = (exc.message,)
+        raise
+    if command.phase == Phase.INSTALL and params is not None:
+        deployment.params = checked  # what the corrected install is given
     configuration = plan.current_configuration if command.phase in (Phase.INSTALL, Phase.UPDATE) else None
     again = ServiceCommand(
         issuer=issuer,
@@ -489,8 +509,8 @@ def retry(command: ServiceCommand, issuer=None) -> ServiceCommand:
         deployment=deployment,
         configuration=configuration or command.configuration,
         phase=command.phase,
-        params=dict(command.params or {}),
-        params_raw=command.params_raw,
+        params=checked,
+        params_raw=command.params_raw if params is None else format_params(given),
         retry_of=command,
     )
     db.session.add(again)

@@ -4,9 +4,10 @@
 answer before anyone asks, so a page shows only the actions that can succeed, and a hand-made POST
 for one that cannot gets the same refusal (a ``CommandRefused``), never a 500.
 
-Until plans declare their parameters in their specs, a plan takes ``size`` when its configuration
-names it (a step defaults it: ``params: size=1``), and a deployment also when its steps report a
-size in its settings (``services/scripts/worker/worker.py`` writes ``{"worker": {"size": N}}``).
+A plan takes ``size`` (and shows a Scale form) when it declares an integer ``size`` parameter
+(app/ops/parameters.py). A plan of the original format, which declares none, takes it when its
+configuration names it (a step defaults it: ``params: size=1``), and a deployment also when its steps
+report a size in its settings (``services/scripts/worker/worker.py`` writes ``{"worker": {"size": N}}``).
 """
 
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import or_
 
 from ..models import ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, Status, User
-from .commands import CommandRefused, find_live_deployments
+from .commands import CommandRefused, failed_install, find_live_deployments, in_flight_command
 from .params import format_params, parse_params
 from .runner import masked_params
 
@@ -29,6 +30,7 @@ class InstallOffer:
     refusal: CommandRefused | None = None
     installed: ServiceDeployment | None = None  # the live deployment of a one-per-user plan the user has
     hint: str = ""  # the params the plan's spec names, as an example ("" when it names none)
+    failed: ServiceDeployment | None = None  # the user's failed install, which installing again reuses
 
     @property
     def can_install(self) -> bool:
@@ -63,6 +65,8 @@ def reported_size(deployment: ServiceDeployment) -> int | None:
 
 def takes_size(plan: ServicePlan, deployment: ServiceDeployment | None = None) -> bool:
     """Whether ``size`` means something to ``plan`` (and ``deployment``): only then are Size and Scale shown."""
+    if plan.parameters is not None:  # declared: a Scale form only where the plan declares an integer size
+        return any(item["name"] == SIZE and item.get("type") == "integer" for item in plan.parameters)
     if SIZE in declared_params(plan.current_configuration):
         return True
     return deployment is not None and reported_size(deployment) is not None
@@ -89,7 +93,10 @@ def install_offer(plan: ServicePlan, user: User, live: list[ServiceDeployment] |
     if plan.one_per_user:
         if live is None:
             live = find_live_deployments(user, plan)
-        existing = next((d for d in live if d.plan_id == plan.id and d.status != Status.REMOVED), None)
+        mine = [d for d in live if d.plan_id == plan.id and d.status != Status.REMOVED]
+        existing = mine[0] if mine else None
+        if len(mine) == 1 and failed_install(existing) and in_flight_command(existing) is None:
+            return InstallOffer(plan, hint=hint, failed=existing)  # installing again reuses it
         if existing is not None:
             refusal = CommandRefused(
                 "conflict",

@@ -23,7 +23,7 @@ from ..models import Metric, ServicePlan
 from .specs import METRIC_KEYS, PlanSpec, SpecError, SpecResult, apply_specs
 
 # the plan columns a spec file sets (besides its configuration and metrics)
-PLAN_FIELDS = ("title", "description", "offered", "one_per_user", "base_fee", "defaults")
+PLAN_FIELDS = ("title", "description", "offered", "one_per_user", "base_fee", "defaults", "parameters")
 MODES = ("refuse", "keep", "overwrite")
 
 
@@ -54,7 +54,10 @@ def plan_state(plan: ServicePlan) -> dict:
     configuration = plan.current_configuration
     metrics = db.session.scalars(select(Metric).where(Metric.plan_id == plan.id).order_by(Metric.name)).all()
     return {
-        "fields": {key: getattr(plan, key) for key in PLAN_FIELDS},
+        # parameters only once declared: plans loaded before they existed keep their digest
+        "fields": {
+            key: getattr(plan, key) for key in PLAN_FIELDS if key != "parameters" or plan.parameters is not None
+        },
         "active": plan.active,
         "configuration": configuration.digest if configuration is not None else None,
         "metrics": [_metric_state(metric) for metric in metrics],

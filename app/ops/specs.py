@@ -40,8 +40,10 @@ from ..billing.pricing import PriceError, decimal, parse_tiers
 from ..extensions import db
 from ..models import Phase, ServiceConfiguration, ServicePlan, ServiceStep, StepKind
 from ..models.types import utcnow
+from .parameters import parse_declaration
 from .params import ParamsError, parse_params
 from .runner import MASK, masked_params
+from .yamlsafe import load_yaml
 
 PLAN_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -60,6 +62,7 @@ PLAN_KEYS = {
     "steps",
     "metrics",
     "base_fee",
+    "parameters",
 }
 METRIC_KEYS = {"name", "kind", "action", "aggregation", "field", "unit", "unit_price", "included", "tiers"}
 AGGREGATIONS = ("count", "sum", "max", "unique", "duration")
@@ -153,7 +156,7 @@ def parse_specs(text: str, source: str, scripts_dir: Path, fallbacks: dict[str, 
     """Parse and validate the YAML ``text`` of one spec file; raise ``SpecError`` on the first problem."""
     where = _Where(source)
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)  # bounded: no stack overflow from nesting, no alias bomb
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -220,6 +223,9 @@ def _parse_plan(item, index, where, scripts_dir, fallbacks, environ) -> PlanSpec
         if not isinstance(defaults, dict) or not all(isinstance(k, str) for k in defaults):
             where.fail("defaults: must be a mapping of setting names to values", plan=name)
         fields["defaults"] = defaults
+
+    if "parameters" in item:
+        fields["parameters"] = parse_declaration(item["parameters"], lambda message: where.fail(message, plan=name))
 
     configuration = item.get("configuration") or {}
     if not isinstance(configuration, dict):
@@ -608,6 +614,8 @@ def plan_spec(plan: ServicePlan, configuration: ServiceConfiguration | None = No
         "one_per_user": plan.one_per_user,
         "base_fee": plan.base_fee,
     }
+    if plan.parameters is not None:
+        spec["parameters"] = plan.parameters
     if plan.defaults:
         spec["defaults"] = masked_params(plan.defaults)
     if configuration is not None:

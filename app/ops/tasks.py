@@ -53,6 +53,22 @@ def existing_password(settings: dict) -> str | None:
     return None
 
 
+# joins a userid and a qualifier: a character no userid (models/users.py USERID_RE) and no qualifier (the
+# plan's declared pattern) holds, so ``bob`` + ``x`` (``bob~x``) never names user ``bob-x``'s own database
+QUALIFIER_SEPARATOR = "~"
+
+
+def storage_name(userid: str, qualifier: str) -> str:
+    """The database and broker vhost of a user's qualifier: the userid for ``default``, else ``<userid>~<qualifier>``.
+
+    One-to-one: two (userid, qualifier) pairs never give the same name. A qualifier holding the
+    separator is refused (it could otherwise end one user's name in another's).
+    """
+    if QUALIFIER_SEPARATOR in qualifier or QUALIFIER_SEPARATOR in userid:
+        raise ValueError(f"qualifier {qualifier!r}: must not hold {QUALIFIER_SEPARATOR!r}")
+    return userid if qualifier == "default" else f"{userid}{QUALIFIER_SEPARATOR}{qualifier}"
+
+
 def deploy_user_service(ctx: StepContext) -> dict:
     """Give the user their omegaml storage database and broker vhost for a qualifier (``default`` unless given).
 
@@ -72,7 +88,7 @@ def deploy_user_service(ctx: StepContext) -> dict:
         return ctx.env.get(name) or config.get(f"USER_{name}") or default
 
     userid = ctx.user.userid
-    dbname = f"{userid}-{qualifier}" if qualifier != "default" else userid
+    dbname = storage_name(userid, qualifier)
     # one broker user per userid (RabbitMQ users are global): every qualifier shares its password
     password = existing_password(settings) or quote(secrets.token_urlsafe(24), safe="")
     mongo = f"{setting('MONGO_HOST', 'localhost')}:{setting('MONGO_PORT', '27017')}"

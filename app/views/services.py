@@ -9,11 +9,8 @@ Internal plans (``signup``) are not listed: users never command them.
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload, selectinload
-from wtforms import IntegerField, StringField
-from wtforms.validators import InputRequired, Length, NumberRange
 
 from ..extensions import db
 from ..jobs.provisioning import submit, submit_retry
@@ -29,11 +26,13 @@ from ..models import (
 )
 from ..models.types import valid_id
 from ..ops import engine, offers
-from ..ops.commands import CommandRefused
+from ..ops.commands import CommandRefused, ParamsRefused
 from ..ops.params import format_params
 from ..ops.progress import command_progress
 from ..ops.runner import masked_params
 from .account import api_url
+from .forms import Form
+from .parameter_forms import parameter_form
 
 bp = Blueprint("services", __name__)
 REFUSED_STATUS = {"not_found": 404, "invalid": 400, "conflict": 409}
@@ -64,20 +63,7 @@ def failure_headline(command: ServiceCommand) -> str:
     return wording.format(phase=command.phase)
 
 
-class ParamsForm(FlaskForm):
-    params = StringField(
-        "Parameters",
-        filters=[lambda value: value.strip() if isinstance(value, str) else value],
-        validators=[Length(max=2000)],
-        description="Comma-separated key=value pairs (optional)",
-    )
-
-
-class ScaleForm(FlaskForm):
-    size = IntegerField("Size", validators=[InputRequired(), NumberRange(min=0, max=100)])
-
-
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     """Only the CSRF token: the action takes no input."""
 
 
@@ -164,7 +150,7 @@ def render_services(install_forms=None, status=200, refused: CommandRefused | No
         .order_by(ServiceCommand.id.desc())
         .limit(10)
     ).all()
-    forms = {plan.name: ParamsForm(formdata=None, prefix=f"install-{plan.id}") for plan in plans}
+    forms = {plan.name: install_form(plan, submitted=False) for plan in plans}
     forms.update(install_forms or {})
     page = render_template(
         "services/index.html",
@@ -194,22 +180,47 @@ def install(plan_name: str):
     plan = ServicePlan.by_name(plan_name) if len(plan_name) <= 63 else None
     if plan is None or not plan.offered:
         abort(404)
-    form = ParamsForm(prefix=f"install-{plan.id}")
+    form = install_form(plan)
     refused = offers.install_offer(plan, _user()).refusal
     if refused is not None:
         return render_services(status=REFUSED_STATUS[refused.code], refused=refused)
     if not form.validate_on_submit():
         return render_services({plan.name: form}, 400)
     try:
-        command = submit(plan=plan, user=_user(), phase=Phase.INSTALL, params=form.params.data, issuer=_user())
+        command = submit(plan=plan, user=_user(), phase=Phase.INSTALL, params=form.given(), issuer=_user())
     except CommandRefused as exc:
         db.session.rollback()
         if not offers.install_offer(plan, _user()).can_install:  # installed meanwhile: the form is gone
             return render_services(status=REFUSED_STATUS[exc.code], refused=exc)
-        form.params.errors = [exc.message]
+        form.show(exc)
         return render_services({plan.name: form}, REFUSED_STATUS[exc.code])
     flash(f"Installing {plan.title or plan.name}: follow it below.", "success")
     return redirect(url_for("services.command", command_id=command.id))
+
+
+def install_form(plan: ServicePlan, submitted: bool = True):
+    """The catalog's install form of ``plan``: a field per declared parameter (or the ``k=v`` field)."""
+    return parameter_form(plan, prefix=f"install-{plan.id}", submitted=submitted)
+
+
+def update_form(deployment: ServiceDeployment, submitted: bool = True):
+    """The update form: the declared parameters with the deployment's current values."""
+    return parameter_form(
+        deployment.plan, install=False, current=deployment.params, submitted=submitted
+    )
+
+
+def scale_form(deployment: ServiceDeployment, submitted: bool = True):
+    """The Scale form: ``size`` alone, with the plan's bounds, showing the current size."""
+    size = offers.current_size(deployment)
+    return parameter_form(
+        deployment.plan,
+        prefix="scale",
+        install=False,
+        only=(offers.SIZE,),
+        current={offers.SIZE: size} if size is not None else None,
+        submitted=submitted,
+    )
 
 
 def render_deployment(deployment, update=None, scale=None, status=200, refused: CommandRefused | None = None):
@@ -225,8 +236,8 @@ def render_deployment(deployment, update=None, scale=None, status=200, refused: 
         deployment=deployment,
         commands=commands,
         actions=deployment_actions(deployment),
-        update_form=update or ParamsForm(formdata=None, data={"params": format_params(params)}),
-        scale_form=scale or ScaleForm(formdata=None, data={"size": offers.current_size(deployment)}),
+        update_form=update or update_form(deployment, submitted=False),
+        scale_form=scale or scale_form(deployment, submitted=False),
         params=params,
         refused=refused,
         busy=next((c for c in commands if not c.status.is_final), None),
@@ -264,7 +275,7 @@ def command_on(deployment: ServiceDeployment, phase: str, params: str, form_name
         if form is None:
             flash(exc.message, "danger")
             return redirect(url_for("services.deployment", deployment_id=deployment.id))
-        next(iter(form)).errors = [exc.message]  # the form's first field
+        form.show(exc)  # beside the field of the parameter refused
         return render_deployment(deployment, status=REFUSED_STATUS[exc.code], **{form_name: form})
     return redirect(url_for("services.command", command_id=command.id))
 
@@ -276,10 +287,10 @@ def update(deployment_id: int):
     deployment = own_deployment(deployment_id)
     if refused := offers.deployment_refusal(deployment, _user(), "update"):
         return refuse(deployment, refused)
-    form = ParamsForm()
+    form = update_form(deployment)
     if not form.validate_on_submit():
         return render_deployment(deployment, update=form, status=400)
-    return command_on(deployment, Phase.UPDATE, form.params.data, "update", form)
+    return command_on(deployment, Phase.UPDATE, form.given(deployment.params), "update", form)
 
 
 @bp.route("/services/deployment/<int:deployment_id>/scale", methods=["POST"])
@@ -289,10 +300,11 @@ def scale(deployment_id: int):
     deployment = own_deployment(deployment_id)
     if refused := offers.deployment_refusal(deployment, _user(), "scale"):
         return refuse(deployment, refused)
-    form = ScaleForm()
+    form = scale_form(deployment)
     if not form.validate_on_submit():
         return render_deployment(deployment, scale=form, status=400)
-    return command_on(deployment, Phase.UPDATE, f"size={form.size.data}", "scale", form)
+    size = form.given()  # empty: the size is what the plan's parameters say of an empty value
+    return command_on(deployment, Phase.UPDATE, size or {offers.SIZE: ""}, "scale", form)
 
 
 @bp.route("/services/deployment/<int:deployment_id>/uninstall", methods=["GET", "POST"])
@@ -310,11 +322,19 @@ def uninstall(deployment_id: int):
     return render_template("services/uninstall.html", deployment=deployment, form=form)
 
 
+def retry_form(command: ServiceCommand, submitted: bool = True):
+    """The retry form: the failed command's params, to correct before it runs again (install and update)."""
+    return parameter_form(command.plan, prefix="retry", install=False, current=command.params, submitted=submitted)
+
+
 @bp.route("/commands/<int:command_id>")
 @login_required
 def command(command_id: int):
     """A command's live progress: its steps, a progress bar, the running task's log (polled by progress.js)."""
-    command = own_command(command_id, selectinload(ServiceCommand.tasks), joinedload(ServiceCommand.plan))
+    return render_command(own_command(command_id, selectinload(ServiceCommand.tasks), joinedload(ServiceCommand.plan)))
+
+
+def render_command(command: ServiceCommand, form=None, status: int = 200):
     user = _user()
     retry_refused = offers.retry_refusal(command, user)
     return render_template(
@@ -330,7 +350,8 @@ def command(command_id: int):
         and offers.install_offer(command.plan, user).can_install,
         can_cancel=offers.cancel_refusal(command, user) is None,
         retry_form=ConfirmForm(formdata=None),
-    )
+        retry_params_form=form or retry_form(command, submitted=False),
+    ), status
 
 
 @bp.route("/commands/<int:command_id>/progress")
@@ -361,13 +382,21 @@ def progress(command_id: int):
 def retry(command_id: int):
     """Retry a failed command as a new one, and follow that."""
     command = own_command(command_id)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
+    form = retry_form(command)
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            abort(400)
+        return render_command(command, form, 400)
     if refused := offers.retry_refusal(command, _user()):
         flash(refused.message, "danger")
         return redirect(url_for("services.command", command_id=command.id))
+    given = form.given(command.params) if command.phase in (Phase.INSTALL, Phase.UPDATE) else None
     try:
-        again = submit_retry(command, issuer=_user())
+        again = submit_retry(command, issuer=_user(), params=given or None)
+    except ParamsRefused as exc:
+        db.session.rollback()
+        form.show(exc)  # beside the field, the values typed kept
+        return render_command(command, form, 400)
     except CommandRefused as exc:
         db.session.rollback()
         flash(exc.message, "danger")

@@ -14,6 +14,7 @@ from app.ops.specs import apply_specs, parse_specs, spec_fallbacks
 
 from ..factories import make_user
 from ..processes import wait_until
+from .conftest import SCREENSHOTS
 from .helpers import expect, log_in, wait_for_deployment
 
 LIVE = 20_000  # ms: how long a page may take to show what the worker did
@@ -26,6 +27,8 @@ def load_plan(app, name: str, task: str) -> None:
   title: {name.capitalize()} test service
   offered: true
   one_per_user: false
+  parameters:
+    - {{name: flag, description: the file the step waits for}}
   steps:
     - task: tests.steps.{task}
       name: {task.replace("_", " ")}
@@ -43,7 +46,7 @@ def test_a_command_is_followed_live_until_it_completes(page, live_server, live_a
 
     page.goto("/services")
     card = page.locator(f'form[data-install="{name}"]')
-    card.get_by_label("Parameters").fill(f"flag={flag}")
+    card.get_by_label("flag", exact=True).fill(str(flag))
     card.get_by_role("button", name=f"Install {name}").click()
     expect(page).to_have_url(re.compile(r"/commands/\d+$"))
     # the worker has it: the page shows it running without being reloaded
@@ -64,7 +67,19 @@ def test_a_user_installs_and_then_uninstalls_a_worker(page, live_app):
 
     page.get_by_role("navigation").get_by_role("link", name="Services").click()
     card = page.locator('form[data-install="worker"]')
-    card.get_by_label("Parameters").fill("size=1")
+    # the form is the plan's declaration: a field per parameter, its description, its bounds
+    size = card.get_by_label("size", exact=True)
+    expect(size).to_have_attribute("max", "16")
+    expect(card.locator('[data-parameter="size"]')).to_contain_text("How many runtime workers run")
+    size.fill("abc")  # refused beside the field, before any command exists
+    card.get_by_role("button", name="Install worker").click()
+    card = page.locator('form[data-install="worker"]')
+    expect(card.locator('[data-parameter="size"] .invalid-feedback')).to_contain_text(
+        "params: size: must be a whole number from 0 to 16"
+    )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "install-form-refuses-size-abc.png"), full_page=True)
+    card.get_by_label("size", exact=True).fill("1")
     card.get_by_role("button", name="Install worker").click()
     expect(page.locator("#command-status")).to_have_text("COMPLETED", timeout=LIVE)
     page.get_by_role("link", name="Back to your services").click()

@@ -11,8 +11,9 @@ from ...extensions import db
 from ...jobs.provisioning import submit, submit_retry
 from ...models import Phase, ServiceCommand, ServiceDeployment, ServiceTask
 from ...models.types import valid_id
-from ...ops import engine
-from ...ops.commands import CommandRefused
+from ...ops import engine, offers
+from ...ops.commands import CommandRefused, plan_parameters
+from ...ops.parameters import Parameter
 from ...ops.params import format_params
 from ...ops.progress import command_masker, steps_of
 from ...ops.runner import masked_params
@@ -86,6 +87,7 @@ class DeploymentView(ReadOnlyModelView):
                 action_form=ConfirmForm(formdata=None),
                 params_text=format_params(masked_params(deployment.params or {})),
                 size=(deployment.params or {}).get("size", ""),
+                size_parameter=size_parameter(deployment),
             )
         return super().render(template, **kwargs)
 
@@ -101,12 +103,8 @@ class DeploymentView(ReadOnlyModelView):
         params = ""
         if action == "update":
             params = request.form.get("params", "").strip()
-        elif action == "scale":
-            size = request.form.get("size", "").strip()
-            if not size.isdigit() or not 0 <= int(size) <= 100:
-                flash(f"Scale: the size must be a whole number from 0 to 100, not {size!r}.", "error")
-                return back
-            params = f"size={int(size)}"
+        elif action == "scale":  # the plan's parameters judge the size, as for the API, the pages and the CLI
+            params = {"size": request.form.get("size", "").strip()}
         try:
             command = submit(
                 plan=deployment.plan,
@@ -122,6 +120,13 @@ class DeploymentView(ReadOnlyModelView):
             return back
         flash(f"Command {command.id} ({command.phase}) issued on deployment {deployment.id}.", "success")
         return redirect(command_details_url(command.id))
+
+
+def size_parameter(deployment: ServiceDeployment) -> Parameter | None:
+    """The size the Scale form takes, with the plan's bounds; None when the plan takes no size."""
+    if not offers.takes_size(deployment.plan, deployment):
+        return None
+    return plan_parameters(deployment.plan).get("size")
 
 
 class CommandView(ReadOnlyModelView):
