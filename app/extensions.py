@@ -29,9 +29,14 @@ db = SQLAlchemy(model_class=Base)
 
 
 def sqlite_pragmas(dbapi_connection, connection_record) -> None:
-    """WAL for SQLite: the web app, workers and scheduler read while one of them writes."""
+    """Foreign keys enforced, and WAL: the web app, workers and scheduler read while one of them writes.
+
+    SQLite ignores foreign keys unless each connection turns them on: without it no ON DELETE rule runs and
+    nothing refuses a row that refers to nothing (migrations turn them off while they rebuild tables).
+    """
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=10000")

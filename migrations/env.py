@@ -100,10 +100,24 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # batch migrations rebuild a table by copying it, dropping it and renaming the copy: with foreign
+            # keys enforced, the drop would run the ON DELETE rules of every table referring to it (deleting,
+            # nulling or refusing). The pragma only changes outside a transaction; a revision that rebuilds
+            # tables checks the keys itself (PRAGMA foreign_key_check) before it ends.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
-        with context.begin_transaction():
-            context.run_migrations()
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if sqlite:  # the connection goes back to the pool: as every other connection, enforcing
+                connection.rollback()
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 if context.is_offline_mode():

@@ -28,10 +28,15 @@ class InvoiceStatus(StrEnum):
 
 class Invoice(db.Model):
     __tablename__ = "invoices"
-    __table_args__ = (UniqueConstraint("user_id", "period"), Index("ix_invoices_status_due", "status", "due_at"))
+    __table_args__ = (
+        UniqueConstraint("user_id", "period"),
+        Index("ix_invoices_status_due", "status", "due_at"),
+        # its id is in URLs and mails (a draft's, before it has a number): SQLite must not give a deleted one's again
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)  # history
     period: Mapped[str] = mapped_column(String(7))  # YYYY-MM: the half-open UTC month
     status: Mapped[str] = mapped_column(String(15), default=InvoiceStatus.DRAFT.value)
     number: Mapped[str | None] = mapped_column(String(20), unique=True)  # YYYY-NNNNNN, when finalized
@@ -53,8 +58,9 @@ class Invoice(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     user: Mapped[User] = relationship()
+    # a draft's lines go with it, in the database (a finalized invoice cannot be deleted: the triggers below)
     lines: Mapped[list["InvoiceLine"]] = relationship(
-        back_populates="invoice", order_by="InvoiceLine.position", cascade="all, delete-orphan"
+        back_populates="invoice", order_by="InvoiceLine.position", cascade="all, delete-orphan", passive_deletes=True
     )
 
     def __repr__(self):
@@ -69,7 +75,7 @@ class InvoiceLine(db.Model):
     __table_args__ = (UniqueConstraint("invoice_id", "position"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
     position: Mapped[int]
     kind: Mapped[str] = mapped_column(String(10))  # base | usage
     description: Mapped[str] = mapped_column(String(300))
@@ -77,8 +83,9 @@ class InvoiceLine(db.Model):
     unit: Mapped[str] = mapped_column(String(20), default="")
     unit_price: Mapped[str] = mapped_column(String(40))  # minor units per unit, decimal text
     amount: Mapped[int]  # minor units, rounded half-up once
-    plan_id: Mapped[int | None] = mapped_column(ForeignKey("service_plans.id"))
-    metric_id: Mapped[int | None] = mapped_column(ForeignKey("metrics.id"))
+    # what was billed is history: the plan and the metric cannot be deleted while a line names them
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("service_plans.id", ondelete="RESTRICT"))
+    metric_id: Mapped[int | None] = mapped_column(ForeignKey("metrics.id", ondelete="RESTRICT"))
 
     invoice: Mapped[Invoice] = relationship(back_populates="lines")
     plan: Mapped[ServicePlan | None] = relationship()
@@ -103,13 +110,13 @@ class Payment(db.Model):
     __tablename__ = "payments"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"), index=True)
     amount: Mapped[int]  # minor units, in the invoice's currency
     method: Mapped[str] = mapped_column(String(20))
     reference: Mapped[str] = mapped_column(String(200), unique=True)  # the bank's, or the provider's id
     paid_on: Mapped[date] = mapped_column(Date)
     note: Mapped[str] = mapped_column(Text, default="")
-    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     invoice: Mapped[Invoice] = relationship()

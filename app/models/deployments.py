@@ -1,4 +1,10 @@
-"""The workflow: deployments of plans for users, the commands issued on them and the tasks that run them."""
+"""The workflow: deployments of plans for users, the commands issued on them and the tasks that run them.
+
+All of it is history: every foreign key here is ON DELETE RESTRICT (a retry's, NO ACTION), so the database
+refuses to delete a user, a plan or a configuration that was ever deployed (plans are retired instead:
+app/ops/plans.py), and the ORM leaves it to the database (``passive_deletes="all"``) rather than nulling the
+history's keys first.
+"""
 
 from datetime import datetime
 from enum import StrEnum
@@ -36,13 +42,15 @@ class ServiceDeployment(StatusMixin, db.Model):
         # the console's filters, newest first, and the dashboard's counts
         Index("ix_service_deployments_status_id", "status", "id"),
         Index("ix_service_deployments_status_health", "status", "health"),
+        # its id is in URLs, API clients and task logs: SQLite must not give a deleted one's id to the next
+        {"sqlite_autoincrement": True},
     )
     TRANSITIONS = DEPLOYMENT_TRANSITIONS
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    plan_id: Mapped[int] = mapped_column(ForeignKey("service_plans.id"), index=True)
-    configuration_id: Mapped[int] = mapped_column(ForeignKey("service_configurations.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("service_plans.id", ondelete="RESTRICT"), index=True)
+    configuration_id: Mapped[int] = mapped_column(ForeignKey("service_configurations.id", ondelete="RESTRICT"))
     # written by the tasks' outputs; for `omegaml`, per-qualifier storage and broker credentials
     settings: Mapped[dict] = mapped_column(JSONType, default=dict)
     text: Mapped[str] = mapped_column(Text, default="")  # shown to the user
@@ -57,7 +65,10 @@ class ServiceDeployment(StatusMixin, db.Model):
     plan: Mapped[ServicePlan] = relationship()
     configuration: Mapped[ServiceConfiguration] = relationship()
     commands: Mapped[list["ServiceCommand"]] = relationship(
-        back_populates="deployment", order_by="ServiceCommand.id", foreign_keys="ServiceCommand.deployment_id"
+        back_populates="deployment",
+        order_by="ServiceCommand.id",
+        foreign_keys="ServiceCommand.deployment_id",
+        passive_deletes="all",
     )
 
     def __repr__(self):
@@ -78,15 +89,18 @@ class ServiceCommand(StatusMixin, db.Model):
         Index("ix_service_commands_status_id", "status", "id"),
         Index("ix_service_commands_failure_reason_id", "failure_reason", "id"),
         Index("ix_service_commands_finished_at_status", "finished_at", "status"),  # the dashboard's days
+        # its id is in URLs, API clients (`om cloud`) and retries: SQLite must not give a deleted one's id again
+        {"sqlite_autoincrement": True},
     )
     TRANSITIONS = RUN_TRANSITIONS
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    issuer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the service itself
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)  # whose deployment
-    plan_id: Mapped[int] = mapped_column(ForeignKey("service_plans.id"), index=True)
-    deployment_id: Mapped[int] = mapped_column(ForeignKey("service_deployments.id"), index=True)
-    configuration_id: Mapped[int] = mapped_column(ForeignKey("service_configurations.id"))
+    # None: the service itself; so a deleted issuer is refused, not nulled (that would say the service issued it)
+    issuer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)  # whose deployment
+    plan_id: Mapped[int] = mapped_column(ForeignKey("service_plans.id", ondelete="RESTRICT"), index=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("service_deployments.id", ondelete="RESTRICT"), index=True)
+    configuration_id: Mapped[int] = mapped_column(ForeignKey("service_configurations.id", ondelete="RESTRICT"))
     phase: Mapped[str] = mapped_column(String(10))
     params: Mapped[dict] = mapped_column(JSONType, default=dict)
     params_raw: Mapped[str] = mapped_column(Text, default="")  # as the client sent it
@@ -100,7 +114,9 @@ class ServiceCommand(StatusMixin, db.Model):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     worker: Mapped[str | None] = mapped_column(String(200))  # host:pid of the worker that claimed it
-    retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("service_commands.id"))
+    # NO ACTION, not RESTRICT: checked at the end of the statement, so a command goes only with its retries (SQLite
+    # checks RESTRICT row by row, and refuses even deleting a command and its retry together, as DROP TABLE does)
+    retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("service_commands.id", ondelete="NO ACTION"))
 
     issuer: Mapped[User | None] = relationship(foreign_keys=[issuer_id])
     retry_of: Mapped["ServiceCommand | None"] = relationship(remote_side=[id], foreign_keys=[retry_of_id])
@@ -109,7 +125,7 @@ class ServiceCommand(StatusMixin, db.Model):
     deployment: Mapped[ServiceDeployment] = relationship(back_populates="commands", foreign_keys=[deployment_id])
     configuration: Mapped[ServiceConfiguration] = relationship()
     tasks: Mapped[list["ServiceTask"]] = relationship(
-        back_populates="command", order_by="(ServiceTask.position, ServiceTask.attempt)"
+        back_populates="command", order_by="(ServiceTask.position, ServiceTask.attempt)", passive_deletes="all"
     )
 
     def __repr__(self):
@@ -132,8 +148,8 @@ class ServiceTask(StatusMixin, db.Model):
     TRANSITIONS = RUN_TRANSITIONS
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    command_id: Mapped[int] = mapped_column(ForeignKey("service_commands.id"), index=True)
-    deployment_id: Mapped[int] = mapped_column(ForeignKey("service_deployments.id"), index=True)
+    command_id: Mapped[int] = mapped_column(ForeignKey("service_commands.id", ondelete="RESTRICT"), index=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("service_deployments.id", ondelete="RESTRICT"), index=True)
     position: Mapped[int]
     attempt: Mapped[int] = mapped_column(default=1)
     name: Mapped[str] = mapped_column(String(200))

@@ -30,6 +30,8 @@ class StepKind(StrEnum):
 
 class ServicePlan(db.Model):
     __tablename__ = "service_plans"
+    # its id is in URLs, API clients and history: SQLite must not give a deleted plan's id to the next one
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(63), unique=True)
@@ -51,8 +53,12 @@ class ServicePlan(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    # a never-used plan's details go with it, in the database (its metrics too: usage.Metric)
     configurations: Mapped[list["ServiceConfiguration"]] = relationship(
-        back_populates="plan", order_by="ServiceConfiguration.version", cascade="all, delete-orphan"
+        back_populates="plan",
+        order_by="ServiceConfiguration.version",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
     )
 
     def __repr__(self):
@@ -93,7 +99,10 @@ class ServiceConfiguration(db.Model):
 
     plan: Mapped[ServicePlan] = relationship(back_populates="configurations")
     steps: Mapped[list["ServiceStep"]] = relationship(
-        back_populates="configuration", order_by="ServiceStep.position", cascade="all, delete-orphan"
+        back_populates="configuration",
+        order_by="ServiceStep.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
     )
 
     def __repr__(self):

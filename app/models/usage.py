@@ -43,8 +43,9 @@ class UsageEvent(db.Model):
     time: Mapped[datetime] = mapped_column(UTCDateTime)  # start_dt
     end: Mapped[datetime | None] = mapped_column(UTCDateTime)  # end_dt
     duration: Mapped[float | None] = mapped_column(Float)  # seconds, end - start
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    plan_id: Mapped[int | None] = mapped_column(ForeignKey("service_plans.id"))
+    # usage is history (it is billed): a user or plan with events cannot be deleted
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("service_plans.id", ondelete="RESTRICT"))
     kind: Mapped[str] = mapped_column(String(50))
     action: Mapped[str] = mapped_column(String(100))
     quantity: Mapped[float] = mapped_column(Float, default=1.0)
@@ -68,6 +69,7 @@ class Metric(db.Model):
     __table_args__ = (UniqueConstraint("plan_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # part of its plan: deleted with a never-used one (a billed metric refuses it: InvoiceLine.metric_id)
     plan_id: Mapped[int] = mapped_column(ForeignKey("service_plans.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(63))
     kind: Mapped[str] = mapped_column(String(50))
@@ -100,8 +102,9 @@ class UsageDaily(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    plan_id: Mapped[int] = mapped_column(ForeignKey("service_plans.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    # recomputed from the events (which stay): the rows go with their metric, and with the metric's plan
+    plan_id: Mapped[int] = mapped_column(ForeignKey("service_plans.id", ondelete="CASCADE"))
     metric_id: Mapped[int] = mapped_column(ForeignKey("metrics.id", ondelete="CASCADE"), index=True)
     day: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD, UTC
     value: Mapped[float] = mapped_column(Float)

@@ -27,6 +27,8 @@ group_members = Table(
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
+    # its id is in sessions, API keys and history: SQLite must not give a deleted user's id to the next one
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
@@ -46,8 +48,13 @@ class User(UserMixin, db.Model):
     country: Mapped[str] = mapped_column(String(2), default="")
     tax_id: Mapped[str] = mapped_column(String(50), default="")
 
-    groups: Mapped[list["Group"]] = relationship(secondary=group_members, back_populates="members")
-    api_keys: Mapped[list["ApiKey"]] = relationship(back_populates="user", cascade="all, delete-orphan")
+    # memberships and keys go with the user, in the database; history (commands, invoices, usage) refuses it
+    groups: Mapped[list["Group"]] = relationship(
+        secondary=group_members, back_populates="members", passive_deletes=True
+    )
+    api_keys: Mapped[list["ApiKey"]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     def __repr__(self):
         return f"<User {self.userid}>"
@@ -103,7 +110,7 @@ class Group(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     account: Mapped[User | None] = relationship(foreign_keys=[account_id])
-    members: Mapped[list[User]] = relationship(secondary=group_members, back_populates="groups")
+    members: Mapped[list[User]] = relationship(secondary=group_members, back_populates="groups", passive_deletes=True)
 
     def __repr__(self):
         return f"<Group {self.name}>"

@@ -1,9 +1,10 @@
-"""Removing plans: one that was never used is deleted; one with history is retired, never deleted."""
+"""Removing plans: one that was never used is deleted with its details; one with history is retired, never deleted."""
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..extensions import db
-from ..models import ServiceCommand, ServiceDeployment, ServicePlan
+from ..models import ServiceDeployment, ServicePlan
+from ..models.integrity import refusing_references
 from ..models.status import LIVE_DEPLOYMENT_STATES
 from ..models.types import utcnow
 
@@ -39,14 +40,12 @@ def remove_plan(plan: ServicePlan, force: bool = False) -> tuple[str, list[Servi
     live = live_deployments(plan)
     if live and not force:
         raise PlanInUse(plan, live)
-    used = db.session.scalar(select(func.count()).select_from(ServiceCommand).where(ServiceCommand.plan_id == plan.id))
-    used += db.session.scalar(
-        select(func.count()).select_from(ServiceDeployment).where(ServiceDeployment.plan_id == plan.id)
-    )
-    if not used:
+    # used: history refers to it (deployments, commands, usage, invoice lines), which the database would refuse
+    # to delete it under; its configurations, steps and metrics go with a plan that was never used
+    if not refusing_references(plan):
         db.session.delete(plan)
         return "deleted", live
-    # history is never deleted: a plan that was ever deployed is retired instead
+    # history is never deleted: a plan that was ever used is retired instead
     if plan.active:
         plan.active, plan.offered, plan.retired_at = False, False, utcnow()
     return "retired", live
