@@ -1,4 +1,4 @@
-"""Accounts: creating users, password rules, confirmation and reset tokens, API keys.
+"""Accounts: creating users, the profile's rules, password rules, confirmation and reset tokens, API keys.
 
 Every interface (pages, REST, CLI) goes through these functions; they add to the session and never
 commit, except where they say so.
@@ -7,7 +7,9 @@ commit, except where they say so.
 import functools
 import hashlib
 import hmac
+import re
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
@@ -20,6 +22,7 @@ from .models import ApiKey, User
 from .models.types import utcnow, valid_id
 from .models.users import USERID_RE
 from .ops.commands import CommandRefused, issue_command
+from .text import control_character_error
 
 # ISO 3166-1 alpha-2 (as in tzdata's iso3166.tab)
 ISO_3166_CODES = """
@@ -44,6 +47,95 @@ class AccountError(ValueError):
         self.field, self.message = field, message
 
 
+class ProfileError(AccountError):
+    """Bad profile input: ``field`` and ``message`` are the first problem, ``errors`` every field's (in order)."""
+
+    def __init__(self, errors: dict[str, str]):
+        field, message = next(iter(errors.items()))
+        super().__init__(field, message)
+        self.errors = errors
+
+
+# the profile
+
+
+@dataclass(frozen=True)
+class ProfileField:
+    max_length: int
+    required: bool = False
+    multi_line: bool = False
+
+
+# what a user may change of their own record, with its rules (the columns of app.models.User fit them);
+# the account form and the API's document take their limits from here
+PROFILE_FIELDS = {
+    "first_name": ProfileField(100, required=True),
+    "last_name": ProfileField(100, required=True),
+    "company": ProfileField(200),
+    "billing_address": ProfileField(1000, multi_line=True),
+    "country": ProfileField(2),
+    "tax_id": ProfileField(50),
+}
+COUNTRY_MESSAGE = "must be a two-letter ISO 3166 country code, e.g. CH, DE or US"
+# line breaks that are not control characters (Zl, Zp): one-line fields refuse them too
+LINE_SEPARATOR_RE = re.compile("[\u2028\u2029]")
+# lone surrogates: JSON can carry them ("\\ud800"), no database stores them
+SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def profile_value(name: str, value, required: bool | None = None) -> str:
+    """``value`` as the profile stores it (stripped, line breaks as LF, the country in capitals), or an
+    AccountError naming ``name``; ``required`` overrides the field's own rule.
+
+    Control characters are refused as every form refuses them (``app.text``), with the same message.
+    """
+    rule = PROFILE_FIELDS.get(name)
+    if rule is None:
+        raise AccountError(name, "is not a profile field (allowed: " + ", ".join(PROFILE_FIELDS) + ")")
+    if not isinstance(value, str):
+        raise AccountError(name, "must be text")
+    problem = control_character_error(value, multi_line=rule.multi_line)
+    if problem:
+        raise AccountError(name, problem)
+    if not rule.multi_line and (found := LINE_SEPARATOR_RE.search(value)):
+        raise AccountError(
+            name, f"must not contain line breaks (U+{ord(found.group()):04X} at character {found.start() + 1})"
+        )
+    if SURROGATE_RE.search(value):
+        raise AccountError(name, "must be valid Unicode text (it holds a lone surrogate)")
+    if rule.multi_line:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")  # a browser's textarea sends CRLF
+    if name == "country" and value.strip() and value.strip().upper() not in COUNTRIES:
+        raise AccountError(name, COUNTRY_MESSAGE)
+    if len(value) > rule.max_length:  # counted as the form's maxlength counts: before trimming
+        raise AccountError(name, f"must have at most {rule.max_length} characters")
+    value = value.strip()
+    if (rule.required if required is None else required) and not value:
+        raise AccountError(name, "must not be empty")
+    if name == "country":
+        value = value.upper()
+    return value
+
+
+def update_profile(user: User, **fields) -> dict[str, str]:
+    """Check every given profile field, then change them all (or, with a ProfileError, none). Not committed.
+
+    Returns the values as stored. The one place of the profile's rules: the account page and the API
+    (``PATCH /admin/api/v2/auth/user/``) call it, sign-ups check the names with ``profile_value``.
+    """
+    values, errors = {}, {}
+    for name, value in fields.items():
+        try:
+            values[name] = profile_value(name, value)
+        except AccountError as exc:
+            errors[name] = exc.message
+    if errors:
+        raise ProfileError(errors)
+    for name, value in values.items():
+        setattr(user, name, value)
+    return values
+
+
 def normalize_email(email: str) -> str:
     """The email as stored, or an AccountError saying what is wrong with it."""
     try:
@@ -59,6 +151,8 @@ def check_password(password: str, email: str = "") -> None:
         raise AccountError("password", f"the password must have at least {minimum} characters")
     if len(password) > 1000:
         raise AccountError("password", "the password is too long (at most 1000 characters)")
+    if SURROGATE_RE.search(password):  # it is hashed as UTF-8, which has no lone surrogates
+        raise AccountError("password", "the password must be valid Unicode text (it holds a lone surrogate)")
     if email and password.strip().lower() in (email.lower(), email.split("@", 1)[0].lower()):
         raise AccountError("password", "the password must not be your email")
 
@@ -75,8 +169,9 @@ def create_user(
     userid: str | None = None,
     confirmed: bool = False,
     admin: bool = False,
+    names_required: bool = False,
 ) -> User:
-    """Validate and add a new user (not committed)."""
+    """Validate and add a new user (not committed); ``names_required`` for sign-ups (an operator's may omit them)."""
     email = normalize_email(email)
     if email_taken(email):
         raise AccountError("email", "an account with this email exists already")
@@ -85,16 +180,17 @@ def create_user(
             raise AccountError("userid", f"invalid userid {userid!r} (2-63 lowercase letters, digits, _ . -)")
         if User.find(userid) is not None:
             raise AccountError("userid", f"userid {userid!r} is taken")
-    for field, value in (("first_name", first_name), ("last_name", last_name)):
-        if not isinstance(value, str) or len(value) > 100:
-            raise AccountError(field, f"{field.replace('_', ' ')} must be text of at most 100 characters")
+    names = {
+        name: profile_value(name, value, required=names_required)
+        for name, value in (("first_name", first_name), ("last_name", last_name))
+    }
     if password is not None:
         check_password(password, email)
     user = User(
         email=email,
         userid=userid or User.make_userid(email),
-        first_name=first_name.strip(),
-        last_name=last_name.strip(),
+        first_name=names["first_name"],
+        last_name=names["last_name"],
         admin=admin,
         email_confirmed_at=utcnow() if confirmed else None,
     )

@@ -9,6 +9,7 @@ from app.extensions import db
 from app.models import ServiceCommand, ServiceTask, User
 from app.ops.commands import issue_command
 from app.ops.specs import apply_specs, parse_specs, spec_fallbacks
+
 from .factories import TEST_PARAMETERS
 
 
@@ -22,7 +23,12 @@ def write_script(name: str, body: str, mode: int = 0o644) -> str:
 
 
 def make_script_plan(
-    name: str, steps: str, offered: bool = True, one_per_user: bool = True, env: str = "", parameters: str | None = None
+    name: str,
+    steps: str,
+    offered: bool = True,
+    one_per_user: bool = True,
+    env: str = "",
+    parameters: str | None = None,
 ):
     """A plan whose steps are given as YAML (indented under `steps:`); ``parameters`` YAML, else the tests' own."""
     declared = TEST_PARAMETERS.strip("\n") if parameters is None else parameters

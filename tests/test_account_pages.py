@@ -271,7 +271,7 @@ def test_an_invalid_country_is_refused(client, login, country):
     login(user)
     data = {"first_name": "Ada", "last_name": "King", "country": country}
     response = client.post("/account/profile", data=data)
-    assert response.status_code == 200 and b"enter a two-letter ISO country code" in response.data
+    assert response.status_code == 200 and b"must be a two-letter ISO 3166 country code" in response.data
     db.session.expire_all()
     assert db.session.get(User, user.id).last_name != "King"
 

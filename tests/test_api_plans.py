@@ -46,6 +46,8 @@ PLAN_KEYS = {
     "updated_at",
     "defaults",
     "current_configuration",
+    "base_fee",
+    "parameters",
 }
 CONFIGURATION_KEYS = {
     "id",

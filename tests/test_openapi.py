@@ -1,7 +1,8 @@
-"""The service API's OpenAPI document (``/admin/api/v2/openapi.json``), its docs page, and the API held to it.
+"""The API's OpenAPI document (``/admin/api/v2/openapi.json``), its docs page, and the API held to it.
 
-The document must be valid OpenAPI 3.0 and describe every route of ``/admin/api/v2/service/`` (a new
-route without docs fails here). Then schemathesis generates requests from the document and sends them to
+The document must be valid OpenAPI 3.0 and describe every API route: the service API (``/admin/api/v2/service/``),
+the accounts (``auth/``), usage events and the client's ``/api/v1/config/`` (a new route without docs fails
+here). Then schemathesis generates requests from the document, for every operation in it, and sends them to
 the app in process (WSGI), as an admin and as an ordinary user, on SQLite with a few objects to find
 (and, fewer, as an admin on PostgreSQL): no answer may be a 5xx, and every status, content type, header
 and body must be the documented one. Last, the refusals the generated requests rarely reach, by hand.
@@ -33,17 +34,21 @@ from .factories import make_plan, make_user
 OPENAPI = "/admin/api/v2/openapi.json"
 DOCS = "/admin/api/v2/docs"
 SERVICE = "/admin/api/v2/service/"
+AUTH = "/admin/api/v2/auth/"
+API_PREFIXES = ("/admin/api/", "/api/")
+# the document itself and the page that shows it
+NOT_OPERATIONS = {"api-docs.openapi_json", "api_docs.docs", "api_docs.asset"}
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 
 def load_document() -> tuple[dict, list[tuple[str, str]]]:
-    """The document as the app serves it, and every (path, method) of the service routes in its url_map."""
+    """The document as the app serves it, and every (path, method) of the API routes in its url_map."""
     app = create_app(TestConfig)
     response = app.test_client().get(OPENAPI)
     assert response.status_code == 200, response.data[:500]
     routes = []
     for rule in app.url_map.iter_rules():
-        if rule.rule.startswith(SERVICE):
+        if rule.rule.startswith(API_PREFIXES) and rule.endpoint not in NOT_OPERATIONS:
             path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             routes += [(path, method.lower()) for method in rule.methods - IGNORED_METHODS]
     return response.get_json(), sorted(routes)
@@ -81,8 +86,8 @@ def test_the_document_is_valid_openapi_3_0(client):
     validate(document, cls=OpenAPIV30SpecValidator)
 
 
-def test_every_service_route_is_documented_with_each_method():
-    documented = sorted((path, method) for path, method, _ in operations() if path.startswith(SERVICE))
+def test_every_api_route_is_documented_with_each_method():
+    documented = sorted((path, method) for path, method, _ in operations())
     missing = sorted(set(ROUTES) - set(documented))
     assert not missing, f"routes of the url_map without an operation in the document: {missing}"
     extra = sorted(set(documented) - set(ROUTES))
@@ -98,13 +103,20 @@ SUCCESS = {
     ("get", "command/{command_id}/"): {"200", "201"},  # 201 + Location for ApiKey callers (omegaml 0.18)
     ("post", "command/{command_id}/cancel/"): {"202"},
     ("post", "command/{command_id}/retry/"): {"201"},
+    ("post", f"{AUTH}signup/"): {"201"},
+    ("post", f"{AUTH}reset/"): {"200", "202"},  # a password set, or a link asked for
 }
+# anyone may sign up and ask for a reset: no API key, so no 401
+PUBLIC = {("post", f"{AUTH}signup/"), ("post", f"{AUTH}reset/")}
 
 
 @pytest.mark.parametrize("path, method, operation", operations(), ids=[f"{m.upper()} {p}" for p, m, _ in operations()])
 def test_every_operation_documents_401_and_its_successes(path, method, operation):
     responses = operation["responses"]
-    assert "401" in responses, "every operation needs an API key (or a session, for reads)"
+    if (method, path) in PUBLIC:
+        assert "401" not in responses and operation["security"] == []
+    else:
+        assert "401" in responses, "every other operation needs an API key (or a session, for reads)"
     expected = SUCCESS.get((method, path.removeprefix(SERVICE)), {"200"})
     assert {code for code in responses if code.startswith("2")} == expected
     for code in expected:
@@ -240,6 +252,14 @@ def seeded_database(tmp_path_factory, redis_server):
     return where, headers
 
 
+def close_redis(app) -> None:
+    """Close the app's Redis client (the API's request log writes there): schemathesis keeps every test's app
+    until the session ends, and an open pool collected then is an unclosed-socket warning (an error here)."""
+    redis = app.extensions.get("omegaops.redis")
+    if redis is not None:
+        redis.close()
+
+
 @pytest.fixture
 def seeded(seeded_database, redis_url, tmp_path):
     """An app on a copy of the seeded database, in its context, and the roles' Authorization headers."""
@@ -250,6 +270,7 @@ def seeded(seeded_database, redis_url, tmp_path):
         yield app, headers
         db.session.remove()
         db.engine.dispose()
+    close_redis(app)
 
 
 # steering: random names and ids are almost all 404s, so most well-typed ones become the seeded objects',
@@ -257,6 +278,9 @@ def seeded(seeded_database, redis_url, tmp_path):
 SEEDED_IDS = st.integers(1, 4)
 PLAN_NAMES = st.sampled_from(["omegaml", "worker", "flaky", "internal", "retired", "fresh-plan"])
 USER_NAMES = st.sampled_from(["jane", "root", "bob", "jane@example.com"])
+# a registered email (a sign-up conflict, a reset link mailed), an unknown one, one that signs up once
+EMAILS = st.sampled_from(["jane@example.com", "ghost@example.com", "new.user@example.com"])
+QUALIFIERS = st.sampled_from(["default", "dev", "nosuch"])
 # a few keys, so that POSTs repeat one: with the same body (a replay) or another (a 409)
 IDEMPOTENCY_KEYS = st.sampled_from(["key-1", "key-2"])
 
@@ -283,12 +307,22 @@ def steer_body(context, body):
         return st.just(body)
     strategies = {
         name: strategy
-        for name, strategy in (("offering", PLAN_NAMES), ("plan", PLAN_NAMES), ("user", USER_NAMES))
+        for name, strategy in (("offering", PLAN_NAMES), ("plan", PLAN_NAMES), ("user", USER_NAMES), ("email", EMAILS))
         if isinstance(body.get(name), str)
     }
     if well_typed_id(body.get("deployment"), minimum=1):
         strategies["deployment"] = SEEDED_IDS
     return steer(body, strategies)
+
+
+def steer_query(context, query):
+    values = query or {}
+    strategies = {
+        name: strategy
+        for name, strategy in (("qualifier", QUALIFIERS), ("user", USER_NAMES), ("email", EMAILS))
+        if isinstance(values.get(name), str)
+    }
+    return steer(values, strategies) if strategies else st.just(query)
 
 
 def steer_headers(context, headers):
@@ -303,6 +337,7 @@ def load_schema(**config) -> schemathesis.BaseSchema:
     schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.from_dict(config))
     schema.hooks.register_hook_with_name(steer_path_parameters, "flatmap_path_parameters")
     schema.hooks.register_hook_with_name(steer_body, "flatmap_body")
+    schema.hooks.register_hook_with_name(steer_query, "flatmap_query")
     schema.hooks.register_hook_with_name(steer_headers, "flatmap_headers")
     return schema
 
@@ -375,6 +410,7 @@ def seeded_postgres(postgres_url, redis_url, tmp_path):
         yield app, headers
         db.session.remove()
         db.engine.dispose()
+    close_redis(app)
 
 
 # PostgreSQL refuses what SQLite takes (NUL in text, integers over 32 bits): fuzzing, as an admin, fewer examples

@@ -865,3 +865,10 @@ def test_a_spec_nested_too_deep_or_expanding_too_far_is_refused_by_createservice
     assert result.exit_code == 1 and len(lines) == 1, result.output
     assert "Traceback" not in result.output and all(word in lines[0] for word in words), lines
     assert ServicePlan.by_name("bomb") is None and ServicePlan.by_name("deep") is None
+
+
+def test_a_script_name_too_long_for_the_file_system_is_a_message_not_a_crash(app):
+    with pytest.raises(SpecError) as caught:
+        text = "- plan: p\n  steps:\n    - script: " + "x" * 300 + ".sh\n"
+        parse_specs(text, "t.yaml", app.config["SCRIPTS_DIR"], {})
+    assert "step 1: script:" in str(caught.value)

@@ -1,9 +1,9 @@
 """The REST API: ``/api/v1/config/`` for the omegaml client and ``/admin/api/v2/...``.
 
 API requests authenticate with ``Authorization: ApiKey <userid>:<key>`` (or the session, for reads),
-so the blueprints are exempt from the pages' CSRF tokens; writes need the ApiKey header. The
-service resources (``/admin/api/v2/service/...``) are described at ``/admin/api/v2/openapi.json``,
-and shown at ``/admin/api/v2/docs``.
+so the blueprints are exempt from the pages' CSRF tokens; writes need the ApiKey header. Every API
+route is described at ``/admin/api/v2/openapi.json`` (its blueprints are flask-smorest's, registered
+on the ``Api``), and shown at ``/admin/api/v2/docs``.
 """
 
 from flask import Flask, request
@@ -20,11 +20,10 @@ def register(app: Flask) -> None:
         if request.path.startswith(("/api/", "/admin/api/")):
             reject_nul_in_request()
 
-    for blueprint in (config.bp, auth_resources.bp, docs.bp, usage.bp):
-        csrf.exempt(blueprint)
-        app.register_blueprint(blueprint)
+    csrf.exempt(docs.bp)
+    app.register_blueprint(docs.bp)
     api = init_api(app)
-    for blueprint in (plans.bp, deployments.bp):
+    for blueprint in (config.bp, auth_resources.bp, usage.bp, plans.bp, deployments.bp):
         csrf.exempt(blueprint)
         api.register_blueprint(blueprint)
     document_errors(api)

@@ -11,7 +11,7 @@ from .auth import require_user
 from .errors import ApiError
 from .parsing import bad_request
 
-__all__ = ["get_or_404", "guarded", "owned_or_404", "require_admin", "require_user"]
+__all__ = ["get_or_404", "guarded", "owned_or_404", "require_admin", "require_reporter", "require_user"]
 
 
 def require_admin() -> User:
@@ -19,6 +19,14 @@ def require_admin() -> User:
     user = require_user()
     if not user.admin:
         raise ApiError(403, "forbidden", "this needs an admin's API key")
+    return user
+
+
+def require_reporter() -> User:
+    """The authenticated caller if an admin or a service account (they report usage); else 401 or 403."""
+    user = require_user()
+    if not (user.admin or user.service_account):
+        raise ApiError(403, "forbidden", "usage events are reported by admins and service accounts")
     return user
 
 
@@ -37,18 +45,20 @@ def owned_or_404(model, ident: int, kind: str, caller: User):
     return obj
 
 
-def guarded(admin: bool = False, query: bool = False):
+def guarded(admin: bool = False, query: bool = False, caller=None, public: bool = False):
     """Check the caller before anything else (a bad body from a stranger is a 401/403, not a 400).
 
-    ``admin``: admins only. ``query``: the view reads query parameters (its schema refuses unknown
-    ones); other views refuse any query parameter but ``format=json`` (tastypie clients send it).
-    Place it right below ``@bp.route``, above ``@idempotent`` and ``@bp.arguments``.
+    ``admin``: admins only; ``caller``: another check, e.g. ``require_reporter``; ``public``: anyone (sign-up,
+    reset), only the query is checked. ``query``: the view reads query parameters (its schema refuses unknown
+    ones); other views refuse any query parameter but ``format=json`` (tastypie clients send it). Place it
+    right below ``@bp.route``, above ``@idempotent`` and ``@bp.arguments``.
     """
+    check = (lambda: None) if public else caller or (require_admin if admin else require_user)
 
     def decorator(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            require_admin() if admin else require_user()
+            check()
             if not query:
                 unknown = sorted(name for name in request.args if name != "format")
                 if unknown:

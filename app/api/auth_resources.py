@@ -8,116 +8,73 @@
   ``user/<id>/`` GET, PATCH: self or admin, else 404 (no hint that the id exists).
   ``user/`` PATCH changes the caller's own record.
 
-Bodies are parsed strictly: anything but a JSON object, unknown or read-only fields, missing
-fields and wrong types are a 400 that names the field, never a 500.
+Bodies are parsed strictly (``app.api.schemas``, read as the service API reads them): anything but a JSON
+object, unknown or read-only fields, missing fields and wrong types are a 400 that names the field, never a
+500. The rules of the values are ``app.accounts``': the profile's are ``update_profile``, the account page's.
 """
 
-import re
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import current_app, jsonify, url_for
 from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import accounts
-from ..accounts import COUNTRIES
 from ..extensions import db, limiter
 from ..mail import MailError
 from ..models import User
 from ..models.types import valid_id
-from .auth import require_user
+from . import schemas
+from .access import guarded, require_user
 from .errors import ApiError
-from .parsing import bad_request, check_fields, int_arg, json_body, single_arg
+from .parsing import bad_request
+from .rest import Blueprint
 
-bp = Blueprint("api_auth", __name__, url_prefix="/admin/api/v2/auth")
-
-DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET = 20, 100, 999_999_999
-# profile fields a user may change, with their maximum length (as the account page allows)
-PROFILE_FIELDS = {
-    "first_name": 100,
-    "last_name": 100,
-    "company": 200,
-    "billing_address": 1000,
-    "country": 2,
-    "tax_id": 50,
-}
-# what the user object shows but PATCH may not change
-READ_ONLY_FIELDS = {
-    "id",
-    "userid",
-    "email",
-    "active",
-    "admin",
-    "email_confirmed",
-    "date_joined",
-    "resource_uri",
-    "password",
-}
-MULTI_LINE_FIELDS = {"billing_address"}
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-LINE_BREAKS = re.compile(r"[\r\n]")
-REQUIRED_PROFILE_FIELDS = {"first_name", "last_name"}
+bp = Blueprint(
+    "api_auth",
+    __name__,
+    url_prefix=schemas.AUTH_PREFIX,
+    description="Accounts: sign-up, password reset and the user resource (the profile).",
+)
+UserList = schemas.list_schema(schemas.UserSchema, "UserList")
+LOCATION = {"Location": {"description": "the new user's resource_uri", "schema": {"type": "string"}}}
+PUBLIC = {"security": []}  # anyone: no API key
+RATE_LIMITED = "too many sign-ups or resets from this address: see Retry-After"
 
 
 def account_error(exc: accounts.AccountError) -> ApiError:
     return bad_request(f"{exc.field}: {exc.message}")
 
 
-# representation
-
-
-def user_uri(user: User) -> str:
-    return url_for("api_auth.user_detail", user_id=user.id)
-
-
-def serialize_user(user: User) -> dict:
-    """The user as the API shows it: never the password hash, never keys."""
-    return {
-        "id": user.id,
-        "userid": user.userid,
-        "email": user.email,
-        "first_name": user.first_name,
-        "last_name": user.last_name,
-        "company": user.company,
-        "billing_address": user.billing_address,
-        "country": user.country,
-        "tax_id": user.tax_id,
-        "active": user.active,
-        "email_confirmed": user.email_confirmed_at is not None,
-        "date_joined": user.created_at.isoformat() if user.created_at else None,
-        "resource_uri": user_uri(user),
-    }
-
-
 def created(user: User):
-    response = jsonify(serialize_user(user))
-    response.status_code = 201
-    response.headers["Location"] = user_uri(user)
-    return response
+    return user, 201, {"Location": schemas.user_uri(user)}
 
 
 # sign-up
 
 
-SIGNUP_FIELDS = {"email", "first_name", "last_name", "password"}
-
-
 @bp.route("/signup/", methods=["POST"], strict_slashes=False)
+@guarded(public=True)
 @limiter.limit(lambda: current_app.config["SIGNUP_RATE_LIMIT"])
-def signup():
+@bp.arguments(schemas.SignupArgs)
+@bp.response(201, schemas.UserSchema, headers=LOCATION)
+@bp.alt_response(409, schema=schemas.ErrorSchema, description="an account with this email exists already")
+@bp.alt_response(429, schema=schemas.ErrorSchema, description=RATE_LIMITED)
+@bp.doc(**PUBLIC)
+def signup(body):
     """Create an account; confirm its email first, or provision it at once when confirmation is off."""
-    body = json_body()
-    check_fields(body, SIGNUP_FIELDS, SIGNUP_FIELDS)
-    for field in ("first_name", "last_name"):
-        if not body[field].strip():
-            raise bad_request(f"field {field!r} must not be empty")
     confirm = accounts.confirmation_required()
     try:
         email = accounts.normalize_email(body["email"])
         if accounts.email_taken(email):
             raise ApiError(409, "conflict", "an account with this email exists already")
         user = accounts.create_user(
-            email, body["password"], body["first_name"], body["last_name"], confirmed=not confirm
+            email,
+            body["password"],
+            body["first_name"],
+            body["last_name"],
+            confirmed=not confirm,
+            names_required=True,
         )
         if confirm:
             db.session.commit()  # provisioned once the email is confirmed
@@ -147,22 +104,23 @@ RESET_REQUESTED = "if an account with this email exists, we sent it a link to re
 
 
 @bp.route("/reset/", methods=["POST"], strict_slashes=False)
+@guarded(public=True)
 @limiter.limit(lambda: current_app.config["RESET_RATE_LIMIT"])
-def reset():
+@bp.arguments(schemas.ResetArgs)
+@bp.response(202, schemas.ResetRequestedSchema, description="{email}: the same answer, registered or not")
+@bp.alt_response(200, schema=schemas.UserSchema, description="{token, password}: the password is set")
+@bp.alt_response(429, schema=schemas.ErrorSchema, description=RATE_LIMITED)
+@bp.doc(**PUBLIC)
+def reset(body):
     """``{email}``: mail a reset link (202, whether registered or not); ``{token, password}``: set the password."""
-    body = json_body()
-    if "token" in body or "password" in body:
-        check_fields(body, {"token", "password"}, {"token", "password"})
+    if "token" in body:
         return reset_with_token(body["token"], body["password"])
-    check_fields(body, {"email"}, {"email"})
     try:
         email = accounts.normalize_email(body["email"])
     except accounts.AccountError as exc:
         raise account_error(exc) from None
     accounts.send_reset_link(email)
-    response = jsonify(message=RESET_REQUESTED, resource_uri=url_for("api_auth.reset"))
-    response.status_code = 202
-    return response
+    return {"message": RESET_REQUESTED, "resource_uri": url_for("api_auth.reset")}
 
 
 def reset_with_token(token: str, password: str):
@@ -178,29 +136,20 @@ def reset_with_token(token: str, password: str):
         accounts.provision_and_commit(user)
     else:
         db.session.commit()
-    return jsonify(serialize_user(user))
+    # not the 202's schema: the response decorator dumps with that one
+    return jsonify(schemas.UserSchema().dump(user))
 
 
 # the user resource
 
 
-LIST_ARGS = {"limit", "offset", "email", "format"}
-
-
 @bp.route("/user/", methods=["GET"], strict_slashes=False)
-def user_list():
+@guarded(query=True)
+@bp.arguments(schemas.UserListArgs, location="query", as_kwargs=True)
+@bp.response(200, UserList)
+def user_list(limit, offset, email=None, **_format):
     """List users: the caller's own record, or every user for admins (``limit``, ``offset``, ``email``)."""
     caller = require_user()
-    unknown = sorted(set(request.args) - LIST_ARGS)
-    if unknown:
-        raise bad_request(
-            f"unknown query parameter(s) {', '.join(map(repr, unknown))} (allowed: email, limit, offset)"
-        )
-    if (fmt := single_arg("format")) not in (None, "json"):  # tastypie clients send ?format=json
-        raise bad_request(f"'format' must be json, got {fmt!r}")
-    limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    offset = int_arg("offset", 0, 0, MAX_OFFSET)
-    email = single_arg("email")
     query = select(User)
     if not caller.admin:
         query = query.where(User.id == caller.id)
@@ -208,16 +157,16 @@ def user_list():
         query = query.where(func.lower(User.email) == email.strip().lower())
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     users = db.session.scalars(query.order_by(User.id).limit(limit).offset(offset)).all()
-    return jsonify(
-        meta={
+    return {
+        "meta": {
             "limit": limit,
             "offset": offset,
             "total_count": total,
             "next": _page_uri(limit, offset + limit, email) if offset + limit < total else None,
             "previous": _page_uri(limit, max(0, offset - limit), email) if offset > 0 else None,
         },
-        objects=[serialize_user(user) for user in users],
-    )
+        "objects": users,
+    }
 
 
 def _page_uri(limit: int, offset: int, email: str | None) -> str:
@@ -236,41 +185,35 @@ def visible_user(caller: User, user_id: int) -> User:
 
 
 @bp.route("/user/<int:user_id>/", methods=["GET"], strict_slashes=False)
+@guarded()
+@bp.response(200, schemas.UserSchema)
 def user_detail(user_id: int):
     """Show one user: the caller, or anyone for admins."""
-    if request.args:
-        raise bad_request(f"unknown query parameter(s) {', '.join(map(repr, sorted(request.args)))}")
-    return jsonify(serialize_user(visible_user(require_user(), user_id)))
+    return visible_user(require_user(), user_id)
 
 
 @bp.route("/user/", methods=["PATCH"], strict_slashes=False, endpoint="user_patch_self")
+@guarded()
+@bp.arguments(schemas.UserPatchArgs)
+@bp.response(200, schemas.UserSchema)
+def user_patch_self(body):
+    """Change the caller's own profile fields (``accounts.update_profile``: all or nothing)."""
+    return patched(require_user(), body)
+
+
 @bp.route("/user/<int:user_id>/", methods=["PATCH"], strict_slashes=False)
-def user_patch(user_id: int | None = None):
-    """Change profile fields of the caller (or, for admins, of anyone)."""
-    caller = require_user()
-    user = caller if user_id is None else visible_user(caller, user_id)
-    body = json_body()
-    check_fields(body, set(PROFILE_FIELDS), read_only=READ_ONLY_FIELDS)
-    changes = {field: clean_profile_value(field, value) for field, value in body.items()}
-    for field, value in changes.items():
-        setattr(user, field, value)
+@guarded()
+@bp.arguments(schemas.UserPatchArgs)
+@bp.response(200, schemas.UserSchema)
+def user_patch(body, user_id: int):
+    """Change a user's profile fields: the caller's, or anyone's for admins (all or nothing)."""
+    return patched(visible_user(require_user(), user_id), body)
+
+
+def patched(user: User, body: dict) -> User:
+    try:
+        accounts.update_profile(user, **body)
+    except accounts.AccountError as exc:
+        raise account_error(exc) from None
     db.session.commit()
-    return jsonify(serialize_user(user))
-
-
-def clean_profile_value(field: str, value: str) -> str:
-    """A profile value as stored, or a 400 naming the field."""
-    value = value.strip()
-    if CONTROL_CHARS.search(value) or (field not in MULTI_LINE_FIELDS and LINE_BREAKS.search(value)):
-        raise bad_request(f"field {field!r} must not contain control characters or line breaks")
-    if field == "country":
-        if value and value.upper() not in COUNTRIES:
-            raise bad_request(
-                f"field 'country' must be a two-letter ISO 3166 country code (e.g. CH, DE, US), got {value!r}"
-            )
-        return value.upper()
-    if field in REQUIRED_PROFILE_FIELDS and not value:
-        raise bad_request(f"field {field!r} must not be empty")
-    if len(value) > PROFILE_FIELDS[field]:
-        raise bad_request(f"field {field!r} must have at most {PROFILE_FIELDS[field]} characters")
-    return value
+    return user

@@ -7,16 +7,24 @@ deployment with its plan.
 
 import functools
 
-from flask import Blueprint, jsonify, request
+import marshmallow as ma
+from flask import jsonify, request
 from sqlalchemy import bindparam, select
 
 from ..extensions import db
 from ..models import Group, ServiceDeployment, ServicePlan, Status, User
 from ..ops.engine import deep_merge
+from . import schemas
 from .auth import require_user
 from .errors import ApiError
+from .rest import Blueprint
 
-bp = Blueprint("api_config", __name__, url_prefix="/api/v1")
+bp = Blueprint(
+    "api_config",
+    __name__,
+    url_prefix="/api/v1",
+    description="The omegaml client's configuration: where its storage and broker are.",
+)
 
 # a deployment being updated (PENDING) still serves the settings it completed with
 SERVING = (Status.COMPLETED, Status.PENDING)
@@ -55,10 +63,9 @@ def omegaml_settings(user: User) -> tuple[dict, dict] | None:
     return None if row is None else (row.settings or {}, row.defaults or {})
 
 
-def resolve_target(caller: User, qualifier: str) -> tuple[User, str]:
+def resolve_target(caller: User, qualifier: str, other: str | None) -> tuple[User, str]:
     """Whose settings and which qualifier: ``?user=`` for admins, ``group:qualifier`` for group members."""
     target = caller
-    other = request.args.get("user")
     if other and other != caller.userid:
         if not caller.admin:
             raise ApiError(403, "forbidden", "only admins may ask for another user's configuration")
@@ -76,17 +83,28 @@ def resolve_target(caller: User, qualifier: str) -> tuple[User, str]:
 
 
 @bp.route("/config/", methods=["GET"], strict_slashes=False)
-def config():
+@bp.arguments(schemas.ConfigArgs, location="query", as_kwargs=True, unknown=ma.EXCLUDE)
+@bp.response(200, schemas.ConfigSchema)
+@bp.alt_response(403, schema=schemas.ErrorSchema, description="user= for someone else, and not an admin")
+@bp.alt_response(
+    404,
+    schema=schemas.ErrorSchema,
+    description="no such user or group, no omegaml service (yet), or an unknown qualifier",
+)
+@bp.doc(parameters=[schemas.QUALIFIER_HEADER])
+def config(qualifier=None, view="", user=None):
     """Answer the client's configuration for the caller's omegaml service and qualifier."""
     # reads only (and at most a key's last_used, which stands alone): on a server database, no BEGIN and
     # ROLLBACK round trips (SQLite has none to save, and switching its isolation level costs more)
     if db.engine.dialect.name != "sqlite" and not db.session().in_transaction():
         db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     caller = require_user()
-    requested = request.headers.get("Qualifier") or request.args.get("qualifier") or "default"
-    if len(requested) > 200:
-        raise ApiError(400, "bad_request", "qualifier is too long")
-    target, qualifier = resolve_target(caller, requested)
+    header = request.headers.get("Qualifier")
+    for given in (header, qualifier):
+        if given and len(given) > schemas.MAX_QUALIFIER:
+            raise ApiError(400, "bad_request", f"qualifier is too long (at most {schemas.MAX_QUALIFIER} characters)")
+    requested = header or qualifier or "default"
+    target, qualifier = resolve_target(caller, requested, user)
     found = omegaml_settings(target)
     if found is None:
         raise ApiError(404, "not_found", f"{target.userid} has no omegaml service (yet)")
@@ -94,7 +112,7 @@ def config():
     values = settings.get(qualifier)
     if not isinstance(values, dict) or not any(key.startswith("OMEGA_") for key in values):
         raise ApiError(404, "not_found", f"unknown qualifier {qualifier!r}")
-    internal = request.args.get("view", "").lower() in ("1", "true", "yes")
+    internal = view.lower() in ("1", "true", "yes")
     data = deep_merge(client_settings(defaults, internal), client_settings(values, internal))
     data.setdefault("OMEGA_USERID", target.userid)
     data["OMEGA_QUALIFIER"] = qualifier

@@ -243,7 +243,7 @@ def command_cancel(command_id):
 
 @bp.route("/command/<int:command_id>/retry/", methods=["POST"], strict_slashes=False)
 @guarded()
-@bp.arguments(schemas.RetryArgs)
+@bp.arguments(schemas.RetryArgs, required=False)
 @bp.response(201, schemas.CommandSchema, headers=LOCATION, description="the new command")
 @bp.alt_response(400, schema=schemas.ErrorSchema, description="params the plan's parameters do not accept")
 @bp.alt_response(409, schema=schemas.ErrorSchema, description="not FAILED, or the deployment is busy or removed")

@@ -1,6 +1,7 @@
 """Reading requests strictly: bodies, fields and query parameters, each problem a 400 that names it."""
 
 import json
+import re
 
 from flask import request
 
@@ -24,8 +25,10 @@ def json_body() -> dict:
         body = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:  # JSONDecodeError, and NaN/Infinity
         raise bad_request(f"the request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise bad_request("the request body is nested too deeply") from None
+    except RecursionError:  # json.loads checks its own depth: far beyond MAX_DEPTH, it stops here
+        raise bad_request(DEPTH_MESSAGE) from None
+    if deeper_than(body, MAX_DEPTH):  # before any code walks it (has_nul, the schemas, deep_merge, the database)
+        raise bad_request(DEPTH_MESSAGE)
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     if has_nul(body):
@@ -33,17 +36,53 @@ def json_body() -> dict:
     return body
 
 
-NUL_MESSAGE = "text must not contain NUL characters (\\u0000)"
+NUL_MESSAGE = "text must not contain NUL characters (\\u0000) or lone surrogates (\\ud800-\\udfff)"
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# objects and lists in one another: no body of this API comes near it (the deepest, a plan's defaults, holds a few
+# levels); 500 levels used to overflow the stack in the walks below, a 500 and a 2,000-line traceback in the log
+MAX_DEPTH = 64
+DEPTH_MESSAGE = f"the request body is nested too deeply: at most {MAX_DEPTH} levels of objects and lists"
+
+
+def deeper_than(value, limit: int) -> bool:
+    """Whether JSON ``value`` holds objects and lists more than ``limit`` levels deep (the top level is 1)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def too_deep(raw: bytes | str) -> bool:
+    """Whether JSON text nests more than ``MAX_DEPTH`` levels (text that is no JSON is not: its reader says so),
+    for a body read by a library that walks it recursively (the stripe webhook's events)."""
+    try:
+        return deeper_than(json.loads(raw), MAX_DEPTH)
+    except RecursionError:
+        return True
+    except ValueError:
+        return False
 
 
 def has_nul(value) -> bool:
-    """Whether any string in ``value`` (JSON) holds a NUL, which PostgreSQL refuses to store or compare."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(has_nul(key) or has_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(has_nul(item) for item in value)
+    """Whether any string in ``value`` (JSON) holds a NUL, which PostgreSQL refuses to store or compare.
+
+    A walk with a list of its own, not recursion: any depth (events read from log files, too) is walked."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item or LONE_SURROGATE.search(item):  # JSON may say "\ud800": no database stores it
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 

@@ -1,5 +1,6 @@
-"""The documented part of the API: flask-smorest builds ``/admin/api/v2/openapi.json`` from the schemas
-the views validate with, so the document and the behaviour cannot drift apart.
+"""The API's document: flask-smorest builds ``/admin/api/v2/openapi.json`` from the schemas the views validate
+with, so the document and the behaviour cannot drift apart. Every API route is in it: the service API
+(``/admin/api/v2/service/...``), the accounts (``auth/...``), usage events and the client's ``/api/v1/config/``.
 
 Two things differ from flask-smorest's defaults, to keep one error format for the whole service
 (``{"error": "<code>", "message": "..."}``, see ``app.views.errors``):
@@ -16,7 +17,7 @@ from webargs.flaskparser import FlaskParser
 
 from .errors import ApiError
 from .parsing import json_body
-from .schemas import ErrorSchema, StepSchema
+from .schemas import SPEC_COMPONENTS, ErrorSchema, PlanCreateArgs, RetryArgs
 
 TITLE = "omegaops service API"
 SECURITY_SCHEME = {
@@ -58,8 +59,17 @@ class StrictParser(FlaskParser):
 
     def load_json(self, req, schema):
         if getattr(schema, "body_optional", False) and not req.get_data(cache=True).strip():
-            return {}
+            return {}  # e.g. a retry: no body, the same params
         return json_body()
+
+    def load_querystring(self, req, schema):
+        """A strict schema's parameters once each: ``?limit=1&limit=2`` is a 400, not the first one silently."""
+        if schema.unknown == ma.RAISE:
+            for name in req.args:
+                field = schema.fields.get(name)
+                if field is not None and not isinstance(field, ma.fields.List) and len(req.args.getlist(name)) > 1:
+                    raise ApiError(400, "bad_request", f"give {name!r} at most once")
+        return super().load_querystring(req, schema)
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
         location = next(iter(error.messages), "")
@@ -95,7 +105,12 @@ def init_api(app) -> Api:
     app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
     api = Api(app, spec_kwargs=SPEC_KWARGS)
     api.spec.components.security_scheme("ApiKey", SECURITY_SCHEME)
-    api.spec.components.schema("Step", schema=StepSchema)
+    for name, component in SPEC_COMPONENTS.items():
+        api.spec.components.schema(name, component)
+    api.spec.components.schema("PlanCreateArgs", schema=PlanCreateArgs)
+    # unknown keys reach the spec loader (INCLUDE), which refuses them with a spec file's message
+    api.spec.components.schemas["PlanCreateArgs"]["additionalProperties"] = False
+    api.spec.components.schema("RetryArgs", schema=RetryArgs)
     for name, (_code, description) in ERRORS.items():
         error = {"description": description, "content": {"application/json": {"schema": ErrorSchema}}}
         api.spec.components.response(name, error)
@@ -111,6 +126,8 @@ ERRORS = {
     "PAYLOAD_TOO_LARGE": (413, "the request body is over the size limit (MAX_CONTENT_LENGTH)"),
     "TOO_MANY_REQUESTS": (429, "too many bad API keys from this address: see Retry-After"),
 }
+# what the omegaml client sends to its configuration may hold more: ignored, not refused (CLIENT-CONTRACT.md)
+LENIENT_QUERY = {"/api/v1/config/"}
 
 
 FORMAT_PARAMETER = {
@@ -121,12 +138,24 @@ FORMAT_PARAMETER = {
     "schema": {"type": "string", "enum": ["json"]},
 }
 # what the API answers: every field is always there (null where it says nullable)
-RESPONSE_SCHEMAS = ("Plan", "Configuration", "Deployment", "CommandSummary", "Command", "TaskSummary", "Task")
+RESPONSE_SCHEMAS = (
+    "Plan",
+    "Configuration",
+    "Deployment",
+    "CommandSummary",
+    "Command",
+    "TaskSummary",
+    "Task",
+    "User",
+    "ResetRequested",
+    "ConfigObject",
+)
 
 
 def document_errors(api: Api) -> None:
     """Add what every operation may answer to the document (after the blueprints are registered):
-    the errors, a 400 (unknown query parameters are refused everywhere) and the ``format`` parameter."""
+    the errors, a 400 (unknown query parameters are refused everywhere but ``LENIENT_QUERY``) and the
+    ``format`` parameter. Public operations (``security: []``) answer no 401."""
     for name in RESPONSE_SCHEMAS:
         schema = api.spec.components.schemas[name]
         schema["required"] = sorted(schema["properties"])
@@ -135,12 +164,16 @@ def document_errors(api: Api) -> None:
             if method == "parameters":
                 continue
             parameters = operation.setdefault("parameters", [])
-            if not any(p.get("in") == "query" and p.get("name") == "format" for p in parameters):
+            if path not in LENIENT_QUERY and not any(
+                p.get("in") == "query" and p["name"] == "format" for p in parameters
+            ):
                 parameters.append(FORMAT_PARAMETER)
             responses = operation.setdefault("responses", {})
             for name, (code, _) in ERRORS.items():
                 if code == 404 and "{" not in path and method != "post":
                     continue
                 if code == 413 and method not in ("post", "patch", "put"):
+                    continue
+                if code == 401 and operation.get("security") == []:
                     continue
                 responses.setdefault(str(code), {"$ref": f"#/components/responses/{name}"})

@@ -6,36 +6,36 @@ before, or earlier in the batch) or ``rejected`` with the reason. A batch is rec
 sending it again answers ``duplicate`` for what was accepted.
 """
 
-from flask import Blueprint
+from flask import jsonify
 
 from ..extensions import db
 from ..models import Source
 from ..usage.events import record
-from .access import require_user
-from .errors import ApiError
-from .parsing import bad_request, json_body
+from . import schemas
+from .access import guarded, require_reporter
+from .rest import Blueprint
 
-bp = Blueprint("api_usage", __name__, url_prefix="/admin/api/v2/usage")
-MAX_EVENTS = 10_000
+bp = Blueprint(
+    "api_usage",
+    __name__,
+    url_prefix="/admin/api/v2/usage",
+    description="Usage events, reported in batches by admins and service accounts.",
+)
+MAX_EVENTS = schemas.MAX_EVENTS
 
 
 @bp.route("/event/", methods=["POST"], strict_slashes=False)
-def event_batch():
-    caller = require_user()
-    if not (caller.admin or caller.service_account):
-        raise ApiError(403, "forbidden", "usage events are reported by admins and service accounts")
-    body = json_body()
-    unknown = sorted(set(body) - {"events"})
-    if unknown:
-        raise bad_request(f"unknown field {unknown[0]!r} (allowed: events)")
-    events = body.get("events")
-    if not isinstance(events, list) or not 1 <= len(events) <= MAX_EVENTS:
-        raise bad_request(f"events: a list of 1 to {MAX_EVENTS} events")
-    outcome = record(events, Source.BATCH.value)
+@guarded(caller=require_reporter)
+@bp.arguments(schemas.UsageBatchArgs)
+@bp.response(200, schemas.UsageBatchSchema, description="one result per event, in order")
+def event_batch(body):
+    """Record a batch of usage events: each accepted, a duplicate (recorded before) or rejected (why)."""
+    outcome = record(body["events"], Source.BATCH.value)
     db.session.commit()
-    return {
-        "accepted": outcome.count("accepted"),
-        "duplicates": outcome.count("duplicate"),
-        "rejected": outcome.count("rejected"),
-        "results": outcome.results,
-    }
+    # as the schema says, without dumping 10,000 results through it
+    return jsonify(
+        accepted=outcome.count("accepted"),
+        duplicates=outcome.count("duplicate"),
+        rejected=outcome.count("rejected"),
+        results=outcome.results,
+    )

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 
+from ..api.parsing import DEPTH_MESSAGE, too_deep
 from ..extensions import csrf, db
 from ..models import Invoice, Payment
 from .invoices import BillingError
@@ -36,6 +37,8 @@ def stripe_event():
     if not secret:
         return answer(404, error="not_found", message="the stripe webhook is not configured")
     payload = request.get_data(cache=False)
+    if too_deep(payload):  # the stripe library builds its event recursively: a RecursionError, a 500 before
+        return answer(400, error="bad_request", message=DEPTH_MESSAGE)
     try:
         event = stripe.Webhook.construct_event(payload, request.headers.get("Stripe-Signature", ""), secret)
     except (ValueError, stripe.SignatureVerificationError) as exc:

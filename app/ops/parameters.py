@@ -34,6 +34,7 @@ them otherwise.
 import re
 from dataclasses import asdict, dataclass
 
+from ..text import control_character_error
 from .params import KEY_RE
 from .runner import SECRET_NAME_RE
 
@@ -54,8 +55,6 @@ PARAMETER_KEYS = (
 MAX_VALUE_LENGTH = 1000  # a string parameter's longest value unless it says less
 MAX_INTEGER = 2**31 - 1
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-# control characters never reach a step: a NUL ends a C string (the variable is cut or refused), others mangle logs
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 # what the unmodified omegaml client sends with every `om cloud add|update|remove` (omegaml/client/cli/cloud.py):
 # "size=<--count>,node-type=<--node-type>,provider=<--provider>" without --specs, and "provider=" added to any
 # --specs. Every plan takes them, as short plain text, unless it declares them itself (the worker's size).
@@ -147,7 +146,7 @@ class Parameter:
             got = "" if self.secret else f", got {shown!r}"
             raise ParameterError(self.name, f"params: {self.name}: must be {why or self.rule}{got}")
 
-        if CONTROL_RE.search(value):
+        if control_character_error(value):  # never to a step: a NUL ends a C string, the others mangle logs
             refuse(f"{self.rule}, without control characters")
         if self.type == "integer":
             if not re.fullmatch(r"[-+]?[0-9]{1,10}", value):

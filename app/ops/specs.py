@@ -448,10 +448,14 @@ def _parse_script(script, language, scripts_dir: Path, fail) -> StepSpec:
             fail("script: is empty")
         if len(script) > MAX_LOCATION:
             fail(f"script: is longer than {MAX_LOCATION} characters")
-        path = resolve_script(scripts_dir, script)
+        try:
+            path = resolve_script(scripts_dir, script)
+            exists = path is not None and path.is_file()
+        except OSError as exc:  # a name too long for the file system, say: it names no script
+            fail(f"script: {script[:80]!r} cannot be a file under the scripts directory ({exc.strerror})")
         if path is None:
             fail(f"script: {script!r} is outside the scripts directory")
-        if not path.is_file():
+        if not exists:
             fail(f"script: {script!r} does not exist under the scripts directory {scripts_dir}")
         return StepSpec(kind=StepKind.SCRIPT.value, target=script, name="", language=_language(script, language, fail))
     if not isinstance(script, dict):

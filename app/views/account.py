@@ -2,16 +2,16 @@
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import PasswordField, StringField, TextAreaField
-from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, EqualTo, Length
 
 from .. import accounts
-from ..accounts import COUNTRIES, AccountError
+from ..accounts import PROFILE_FIELDS, AccountError, ProfileError
 from ..extensions import db
 from ..models import ApiKey
 from .auth import add_form_error
+from .forms import Form
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -20,29 +20,23 @@ def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
-def _country_code(value):
-    return value.strip().upper() if isinstance(value, str) else value
+def _limit(name: str) -> dict:
+    """The field's length limit, from the profile's rules, for the browser."""
+    return {"maxlength": PROFILE_FIELDS[name].max_length}
 
 
-class ProfileForm(FlaskForm):
-    first_name = StringField("First name", filters=[_strip], validators=[DataRequired(), Length(max=100)])
-    last_name = StringField("Last name", filters=[_strip], validators=[DataRequired(), Length(max=100)])
-    company = StringField("Company", filters=[_strip], validators=[Length(max=200)])
-    billing_address = TextAreaField("Billing address", filters=[_strip], validators=[Length(max=1000)])
-    country = StringField(
-        "Country",
-        filters=[_country_code],
-        validators=[Optional(), Length(min=2, max=2)],
-        description="e.g. CH, DE, US",
-    )
-    tax_id = StringField("Tax id (VAT number)", filters=[_strip], validators=[Length(max=50)])
+class ProfileForm(Form):
+    """Only the fields: ``accounts.update_profile`` holds the rules, and its messages show beside them."""
 
-    def validate_country(self, field):
-        if field.data and field.data not in COUNTRIES:
-            raise ValidationError("enter a two-letter ISO country code, e.g. CH, DE or US")
+    first_name = StringField("First name", render_kw=_limit("first_name"))
+    last_name = StringField("Last name", render_kw=_limit("last_name"))
+    company = StringField("Company", render_kw=_limit("company"))
+    billing_address = TextAreaField("Billing address", render_kw=_limit("billing_address"))
+    country = StringField("Country", render_kw=_limit("country"), description="e.g. CH, DE, US")
+    tax_id = StringField("Tax id (VAT number)", render_kw=_limit("tax_id"))
 
 
-class PasswordForm(FlaskForm):
+class PasswordForm(Form):
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=1000)])
     new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1000)])
     new_password2 = PasswordField(
@@ -51,11 +45,11 @@ class PasswordForm(FlaskForm):
     )
 
 
-class ApiKeyForm(FlaskForm):
+class ApiKeyForm(Form):
     name = StringField("Key name", filters=[_strip], validators=[DataRequired(), Length(max=100)])
 
 
-class RevokeForm(FlaskForm):
+class RevokeForm(Form):
     """Only the CSRF token: revoking takes no input."""
 
 
@@ -99,9 +93,14 @@ def profile():
     form = ProfileForm()
     if not form.validate_on_submit():
         return render_account(profile=form)
-    user = current_user._get_current_object()
-    for name in ("first_name", "last_name", "company", "billing_address", "country", "tax_id"):
-        setattr(user, name, form[name].data or "")
+    try:
+        accounts.update_profile(
+            current_user._get_current_object(), **{name: form[name].data or "" for name in PROFILE_FIELDS}
+        )
+    except ProfileError as exc:
+        for name, message in exc.errors.items():
+            form[name].errors = [*form[name].errors, message]
+        return render_account(profile=form)
     db.session.commit()
     flash("Your profile has been saved.", "success")
     return redirect(url_for("account.index"))

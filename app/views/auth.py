@@ -4,7 +4,6 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
-from flask_wtf import FlaskForm
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from wtforms import BooleanField, EmailField, PasswordField, StringField
@@ -15,17 +14,19 @@ from ..accounts import AccountError
 from ..extensions import db, limiter
 from ..mail import MailError
 from ..models import User
+from ..text import control_character_error
+from .forms import Form
 
 bp = Blueprint("auth", __name__)
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1000)])
     remember = BooleanField("Keep me logged in")
 
 
-class SignupForm(FlaskForm):
+class SignupForm(Form):
     email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
     first_name = StringField("First name", validators=[DataRequired(), Length(max=100)])
     last_name = StringField("Last name", validators=[DataRequired(), Length(max=100)])
@@ -38,11 +39,11 @@ class SignupForm(FlaskForm):
     )
 
 
-class ResetRequestForm(FlaskForm):
+class ResetRequestForm(Form):
     email = EmailField("Email", validators=[DataRequired(), Email(check_deliverability=False), Length(max=254)])
 
 
-class ResetForm(FlaskForm):
+class ResetForm(Form):
     password = PasswordField("New password", validators=[DataRequired(), Length(max=1000)])
     password2 = PasswordField(
         "Repeat the new password",
@@ -52,13 +53,13 @@ class ResetForm(FlaskForm):
 
 def is_safe_next(target: str | None) -> bool:
     """Only local paths are followed after login (no scheme, no host, no protocol-relative //)."""
-    if not target:
+    if not target or control_character_error(target):  # a line break would end the Location header
         return False
     parts = urlsplit(target)
     return not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//")
 
 
-def add_form_error(form: FlaskForm, error: AccountError) -> None:
+def add_form_error(form: Form, error: AccountError) -> None:
     """Show an AccountError at its field, or as a message when the form has no such field."""
     field = getattr(form, error.field, None)
     if field is not None and hasattr(field, "errors"):

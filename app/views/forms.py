@@ -1,32 +1,20 @@
-"""The forms' one rule for text: no NUL or other control characters, in the pages and the console alike.
+"""The forms' base class: no NUL or other control characters in any field, in the pages and the console alike.
 
 Every form of the pages and the console derives from ``Form`` (the console through its ``form_base_class``):
-a value with a control character gets a message beside its field, before anything is stored. PostgreSQL refuses
-a NUL (a 500 before), a NUL ends a C string (a deployment parameter failed its command with "embedded null
-byte"), and the others garble logs, mails and invoices. Multi-line fields (textareas) keep tabs and line breaks.
+a value with a control character gets a message beside its field (``app.text``'s rule and words) before any
+other validator sees it, and nothing is stored. PostgreSQL refuses a NUL (a 500 before), a NUL ends a C string
+(a deployment parameter failed its command with "embedded null byte"), and the others garble logs, mails and
+invoices. Multi-line fields (textareas) keep tabs and line breaks.
 """
-
-import re
 
 from flask_wtf import FlaskForm
 from wtforms import Field, FieldList, FormField
 from wtforms.validators import StopValidation
 from wtforms.widgets import TextArea
 
-# Unicode's control characters (category Cc): C0, DEL and C1
-SINGLE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-MULTI_LINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # tab, line feed and carriage return are text
+from ..text import control_character_error  # the rule itself, pure: the domain functions the API calls use it too
 
-
-def control_character_error(value: str, multi_line: bool = False) -> str | None:
-    """Why ``value`` cannot be taken (its first control character), or None when it can."""
-    found = (MULTI_LINE if multi_line else SINGLE_LINE).search(value)
-    if found is None:
-        return None
-    where = f"U+{ord(found.group()):04X} at character {found.start() + 1}"
-    if multi_line:
-        return f"must not contain control characters other than tabs and line breaks ({where})"
-    return f"must not contain control characters such as NUL, tabs or line breaks ({where})"
+__all__ = ["Form", "control_character_error"]
 
 
 def is_multi_line(field: Field) -> bool:

@@ -205,9 +205,7 @@ def install_form(plan: ServicePlan, submitted: bool = True):
 
 def update_form(deployment: ServiceDeployment, submitted: bool = True):
     """The update form: the declared parameters with the deployment's current values."""
-    return parameter_form(
-        deployment.plan, install=False, current=deployment.params, submitted=submitted
-    )
+    return parameter_form(deployment.plan, install=False, current=deployment.params, submitted=submitted)
 
 
 def scale_form(deployment: ServiceDeployment, submitted: bool = True):

@@ -46,7 +46,7 @@ from app.ops import engine
 from app.ops.commands import issue_command
 from app.usage.events import record
 
-from ..factories import SIMPLE_SPEC, make_plan, make_user
+from ..factories import SIMPLE_SPEC, TEST_PARAMETERS, make_plan, make_user
 from ..processes import wait_until
 
 # the billing periods of the seeded invoices: long ended, so the run's rules hold
@@ -222,9 +222,9 @@ def seed() -> Seed:
     name = f"crawl-{tag}"
     make_plan(name=name, title="Crawl plan", one_per_user=False)
     plan = make_plan(
-        spec=SIMPLE_SPEC.format(name=name, title="Crawl plan", offered="true", one_per_user="false").replace(
-            'params: ""', 'params: "qualifier=default"'
-        )
+        spec=SIMPLE_SPEC.format(
+            name=name, title="Crawl plan", offered="true", one_per_user="false", parameters=TEST_PARAMETERS
+        ).replace('params: ""', 'params: "qualifier=default"')
     )
     plan.base_fee = 1990
     spare = make_plan(name=f"spare-{tag}", title="Spare plan", offered=False)

@@ -149,7 +149,7 @@ class InvoiceView(ReadOnlyModelView):
     def payment_view(self, invoice_id: int):
         """Record a payment: amount in major units (12.34), method, a unique reference, the date paid."""
         invoice = self.load(Invoice, invoice_id)
-        if not self.confirmed():
+        if not self.confirmed() or self.refused_text("amount", "method", "reference", "paid_on", multi_line=("note",)):
             return self.back(invoice)
         form = request.form
         try:

@@ -29,12 +29,26 @@ from ...ops.specs import (
     plan_spec,
     spec_fallbacks,
 )
+from ...ops.yamlsafe import YamlError, load_yaml
 from .base import ConfirmForm, ReadOnlyModelView, SecureModelView, masked_formatter, when_formatter
 
 NEXT_COLUMN = re.compile(
     r'<td class="diff_next"[^>]*>.*?</td>|<th class="diff_next"[^>]*>.*?</th>|<colgroup></colgroup>'
 )
 MAX_SPEC = 200_000  # characters of YAML accepted from the editor or an upload
+
+
+def read_yaml(text: str, source: str):
+    """The spec's YAML, read as ``parse_specs`` reads a file (``load_yaml``: bounded depth, aliases expanded),
+    or a SpecError saying why, in its words."""
+    if len(text) > MAX_SPEC:
+        raise SpecError(f"{source}: longer than {MAX_SPEC} characters")
+    try:
+        return load_yaml(text)
+    except YamlError as exc:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise SpecError(f"{source}: not valid YAML{at}: {exc.problem}") from None
 
 
 def read_specs(text: str, source: str):
@@ -177,12 +191,7 @@ class PlanView(SecureModelView):
         if request.method == "POST" and form.validate_on_submit():
             text = request.form.get("spec", "")
             try:
-                if len(text) > MAX_SPEC:
-                    raise SpecError(f"the spec is longer than {MAX_SPEC} characters")
-                try:
-                    item = yaml.safe_load(text)
-                except yaml.YAMLError as exc:
-                    raise SpecError(f"not valid YAML: {exc}") from None
+                item = read_yaml(text, "the spec")
                 config = current_app.config
                 spec = parse_plan(item, "the spec", config["SCRIPTS_DIR"], spec_fallbacks(config), environ={})
                 if spec.name != plan.name:

@@ -100,6 +100,8 @@ class DeploymentView(ReadOnlyModelView):
         if action not in ACTIONS or not self.confirmed():
             flash("Unknown action.", "error")
             return back
+        if self.refused_text("params", "size"):
+            return back
         params = ""
         if action == "update":
             params = request.form.get("params", "").strip()

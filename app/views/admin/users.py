@@ -35,6 +35,21 @@ class UserView(SecureModelView):
     # active and admin change through the details page's actions: confirmed, and never on one's own record
     form_excluded_columns = ("password_hash", "api_keys", "created_at", "groups", "active", "admin")
 
+    def validate_form(self, form) -> bool:
+        """The profile's rules are ``accounts.profile_value``'s, as on /account and in the API: a message beside
+        each field it refuses, the value stored as it stores it (the country in capitals, say)."""
+        valid = super().validate_form(form)
+        for name in accounts.PROFILE_FIELDS:
+            field = getattr(form, name, None)
+            if field is None or field.errors:
+                continue
+            try:
+                field.data = accounts.profile_value(name, field.data or "")
+            except accounts.AccountError as exc:
+                field.errors = [*field.errors, exc.message]
+                valid = False
+        return valid
+
     def render(self, template, **kwargs):
         if template == self.details_template:
             user = kwargs["model"]
