@@ -207,7 +207,11 @@ def test_the_forms_and_the_profile_refuse_control_characters_alike():
             assert forms.control_character_error(value, multi_line) == text.control_character_error(value, multi_line)
 
 
-@pytest.mark.parametrize("field, value, words", BAD, ids=[f"{f}-{v[:12]!r}" for f, v, _ in BAD])
+# an admin may leave the names empty (service accounts have none): every other rule is the page's
+CONSOLE_BAD = [case for case in BAD if case[2] != "must not be empty"]
+
+
+@pytest.mark.parametrize("field, value, words", CONSOLE_BAD, ids=[f"{f}-{v[:12]!r}" for f, v, _ in CONSOLE_BAD])
 def test_the_console_refuses_what_the_page_refuses_beside_the_field(client, login, field, value, words):
     admin = make_user(email="root@example.com", userid="root", admin=True)
     user = make_user(email="ada@example.com", userid="ada", first_name="Ada", last_name="King")

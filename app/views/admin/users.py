@@ -44,7 +44,8 @@ class UserView(SecureModelView):
             if field is None or field.errors:
                 continue
             try:
-                field.data = accounts.profile_value(name, field.data or "")
+                # an admin may leave the names empty (a service account has none): the rest is the same rule
+                field.data = accounts.profile_value(name, field.data or "", required=False)
             except accounts.AccountError as exc:
                 field.errors = [*field.errors, exc.message]
                 valid = False
