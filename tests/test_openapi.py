@@ -66,12 +66,12 @@ def operations(document: dict = DOCUMENT) -> list[tuple[str, str, dict]]:
     ]
 
 
-def resolve(item: dict) -> dict:
-    """``item``, or the component its ``$ref`` names."""
+def resolve(item: dict, document: dict = DOCUMENT) -> dict:
+    """``item``, or the component of ``document`` its ``$ref`` names."""
     if "$ref" not in item:
         return item
     _, _, kind, name = item["$ref"].split("/")
-    return DOCUMENT["components"][kind][name]
+    return document["components"][kind][name]
 
 
 # the document

@@ -24,6 +24,8 @@ from config import TestConfig
 
 from .api_helpers import with_key
 from .factories import make_plan
+from .test_openapi import operations as documented_operations
+from .test_openapi import resolve as resolve_in
 
 OPENAPI = "/admin/api/v2/openapi.json"
 API_PREFIXES = ("/admin/api/", "/api/")
@@ -50,19 +52,11 @@ COMPONENTS = DOCUMENT["components"]["schemas"]
 
 
 def operations():
-    return [
-        (path, method, operation)
-        for path, item in DOCUMENT["paths"].items()
-        for method, operation in item.items()
-        if method != "parameters"
-    ]
+    return documented_operations(DOCUMENT)
 
 
 def resolve(item: dict) -> dict:
-    if "$ref" not in item:
-        return item
-    _, _, kind, name = item["$ref"].split("/")
-    return DOCUMENT["components"][kind][name]
+    return resolve_in(item, DOCUMENT)
 
 
 # 1. every route, documented

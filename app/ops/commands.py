@@ -33,11 +33,15 @@ def plan_parameters(plan: ServicePlan, configuration: ServiceConfiguration | Non
     """What ``plan``'s commands accept, by name: its declaration, else what its steps default (see parameters.py)."""
     if plan.parameters is not None:
         return declared(plan.parameters)
-    configuration = configuration if configuration is not None else plan.current_configuration
+    return declared(None, step_defaults(configuration if configuration is not None else plan.current_configuration))
+
+
+def step_defaults(configuration: ServiceConfiguration | None) -> dict[str, str]:
+    """The params a configuration's steps default (``params: size=1``): what a spec of the original format names."""
     defaults: dict[str, str] = {}
     for step in configuration.steps if configuration is not None else ():
         defaults.update(parse_params(step.params))  # validated when the spec was loaded
-    return declared(None, defaults)
+    return defaults
 
 
 def checked_params(plan: ServicePlan, params: dict[str, str], phase: str) -> dict[str, str]:
@@ -158,8 +162,8 @@ def _new_deployment(plan, user, params, deployment_id) -> ServiceDeployment:
         raise CommandRefused("invalid", f"service {plan.name!r} has no active configuration")
     if plan.one_per_user:
         existing = find_live_deployments(user, plan)
-        failed = next((d for d in existing if failed_install(d)), None)
-        if failed is not None and in_flight_command(failed) is None and len(existing) == 1:
+        failed = reusable_failed_install(existing)
+        if failed is not None:
             return reinstall(failed, configuration, params)
         if existing:
             deployment = existing[0]
@@ -192,6 +196,14 @@ def failed_install(deployment: ServiceDeployment) -> bool:
         .limit(1)
     )
     return installed is None
+
+
+def reusable_failed_install(live: list[ServiceDeployment]) -> ServiceDeployment | None:
+    """The deployment a new install of a one-per-user plan reuses: the user's only one, if it failed at its
+    install and nothing is in flight on it (``live`` are the user's live deployments of the plan)."""
+    if len(live) == 1 and failed_install(live[0]) and in_flight_command(live[0]) is None:
+        return live[0]
+    return None
 
 
 def reinstall(deployment: ServiceDeployment, configuration: ServiceConfiguration, params: dict) -> ServiceDeployment:

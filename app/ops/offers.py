@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import or_
 
-from ..models import ServiceCommand, ServiceConfiguration, ServiceDeployment, ServicePlan, Status, User
-from .commands import CommandRefused, failed_install, find_live_deployments, in_flight_command
-from .params import format_params, parse_params
+from ..models import ServiceCommand, ServiceDeployment, ServicePlan, Status, User
+from .commands import CommandRefused, find_live_deployments, reusable_failed_install, step_defaults
+from .params import format_params
 from .runner import masked_params
 
 SIZE = "size"
@@ -45,14 +45,6 @@ def listed():
     return or_(ServicePlan.offered.is_(True), ServicePlan.active.is_(False))
 
 
-def declared_params(configuration: ServiceConfiguration | None) -> dict[str, str]:
-    """The params a configuration's steps default (``params: size=1``): the ones its spec names."""
-    declared: dict[str, str] = {}
-    for step in configuration.steps if configuration is not None else ():
-        declared.update(parse_params(step.params))  # validated when the spec was loaded
-    return declared
-
-
 def reported_size(deployment: ServiceDeployment) -> int | None:
     """The size the deployment's steps reported in its settings (top level, or one output down), if any."""
     settings = deployment.settings or {}
@@ -67,7 +59,7 @@ def takes_size(plan: ServicePlan, deployment: ServiceDeployment | None = None) -
     """Whether ``size`` means something to ``plan`` (and ``deployment``): only then are Size and Scale shown."""
     if plan.parameters is not None:  # declared: a Scale form only where the plan declares an integer size
         return any(item["name"] == SIZE and item.get("type") == "integer" for item in plan.parameters)
-    if SIZE in declared_params(plan.current_configuration):
+    if SIZE in step_defaults(plan.current_configuration):
         return True
     return deployment is not None and reported_size(deployment) is not None
 
@@ -81,7 +73,7 @@ def current_size(deployment: ServiceDeployment) -> int | None:
 def install_offer(plan: ServicePlan, user: User, live: list[ServiceDeployment] | None = None) -> InstallOffer:
     """Whether ``user`` can install ``plan`` now; ``live`` are their live deployments when the caller has them."""
     configuration = plan.current_configuration
-    hint = format_params(masked_params(declared_params(configuration)))
+    hint = format_params(masked_params(step_defaults(configuration)))
     if not plan.offered:
         return InstallOffer(plan, CommandRefused("not_found", f"service {plan.name!r} is not offered"))
     if not plan.active:
@@ -95,8 +87,8 @@ def install_offer(plan: ServicePlan, user: User, live: list[ServiceDeployment] |
             live = find_live_deployments(user, plan)
         mine = [d for d in live if d.plan_id == plan.id and d.status != Status.REMOVED]
         existing = mine[0] if mine else None
-        if len(mine) == 1 and failed_install(existing) and in_flight_command(existing) is None:
-            return InstallOffer(plan, hint=hint, failed=existing)  # installing again reuses it
+        if (failed := reusable_failed_install(mine)) is not None:
+            return InstallOffer(plan, hint=hint, failed=failed)  # installing again reuses it
         if existing is not None:
             refusal = CommandRefused(
                 "conflict",

@@ -11,12 +11,12 @@ the one ``k=v,...`` field instead.
 from wtforms import PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import Length
 
-from ..models import ServiceDeployment, ServicePlan
+from ..models import ServicePlan
 from ..ops.commands import CommandRefused
 from ..ops.parameters import Parameter
+from ..ops.params import format_params
+from ..ops.runner import masked_params
 from .forms import Form
-
-SIZE = "size"
 
 
 def strip(value):
@@ -133,9 +133,6 @@ def parameter_form(
     if declared is None:
         data = {"params": ""}
         if current and not submitted:
-            from ..ops.params import format_params
-            from ..ops.runner import masked_params
-
             data = {"params": format_params(masked_params(current))}
         return ParamsForm(data=data, **kwargs)
     attributes, names, data = {}, {}, {}
@@ -147,15 +144,3 @@ def parameter_form(
             data[field_name] = str(current[parameter.name])
     form_class = type("PlanParameterForm", (ParameterForm,), {**attributes, "names": names})
     return form_class(data=data, **kwargs)
-
-
-def scale_parameter(plan: ServicePlan) -> Parameter | None:
-    """The plan's declared integer ``size``: only then is there a Scale form."""
-    for parameter in declared_parameters(plan) or ():
-        if parameter.name == SIZE and parameter.type == "integer":
-            return parameter
-    return None
-
-
-def current_params(deployment: ServiceDeployment) -> dict:
-    return dict(deployment.params or {})
