@@ -42,8 +42,8 @@ SETTINGS = {
     },
     # a vhost with a slash: the management API must get it as one quoted path segment
     "dev": {
-        "OMEGA_MONGO_URL": f"mongodb://alice:{PASSWORD}@mongo:27017/alice-dev",
-        "OMEGA_CELERY_CONFIG": {"BROKER_URL": f"amqp://alice:{PASSWORD}@rabbit:5672/alice%2Fdev"},
+        "OMEGA_MONGO_URL": f"mongodb://alice:{PASSWORD}@mongo:27017/alice~dev",
+        "OMEGA_CELERY_CONFIG": {"BROKER_URL": f"amqp://alice:{PASSWORD}@rabbit:5672/alice~dev%2F1"},
         "OMEGA_USERID": "alice",
         "OMEGA_QUALIFIER": "dev",
     },
@@ -220,9 +220,9 @@ def install_requests() -> list:
         ("PUT", "/api/vhosts/alice", {}),
         ("PUT", "/api/users/alice", user),
         ("PUT", "/api/permissions/alice/alice", PERMISSIONS),
-        ("PUT", "/api/vhosts/alice%2Fdev", {}),
+        ("PUT", "/api/vhosts/alice~dev%2F1", {}),
         ("PUT", "/api/users/alice", user),
-        ("PUT", "/api/permissions/alice%2Fdev/alice", PERMISSIONS),
+        ("PUT", "/api/permissions/alice~dev%2F1/alice", PERMISSIONS),
     ]
 
 
@@ -231,8 +231,8 @@ def test_provision_without_admin_urls_says_so_succeeds_and_records_not_configure
 
     assert run.code == 0, run.text
     assert "MONGO_ADMIN_URL is not configured: the MongoDB user alice for database alice was not created" in run.stdout
-    assert "the MongoDB user alice for database alice-dev was not created" in run.stdout
-    assert "RABBITMQ_ADMIN_URL is not configured: the RabbitMQ vhost alice/dev and user alice were not created" in (
+    assert "the MongoDB user alice for database alice~dev was not created" in run.stdout
+    assert "RABBITMQ_ADMIN_URL is not configured: the RabbitMQ vhost alice~dev/1 and user alice were not created" in (
         run.stdout
     )
     assert run.output == {"provisioning": {"mongodb": "not configured", "rabbitmq": "not configured"}}
@@ -265,7 +265,7 @@ def test_provision_uninstall_deletes_vhosts_then_the_user_and_tolerates_absent_o
     assert run.code == 0, run.text
     assert rabbit.requests == [
         ("DELETE", "/api/vhosts/alice", None),
-        ("DELETE", "/api/vhosts/alice%2Fdev", None),
+        ("DELETE", "/api/vhosts/alice~dev%2F1", None),
         ("DELETE", "/api/users/alice", None),
     ]
     assert rabbit.resources == set()
@@ -288,9 +288,9 @@ def test_provision_check_gets_vhosts_users_and_permissions(omegaml, rabbit):
         ("GET", "/api/vhosts/alice"),
         ("GET", "/api/users/alice"),
         ("GET", "/api/permissions/alice/alice"),
-        ("GET", "/api/vhosts/alice%2Fdev"),
+        ("GET", "/api/vhosts/alice~dev%2F1"),
         ("GET", "/api/users/alice"),
-        ("GET", "/api/permissions/alice%2Fdev/alice"),
+        ("GET", "/api/permissions/alice~dev%2F1/alice"),
     ]
     assert run.output is None  # a check records nothing
 
@@ -298,11 +298,11 @@ def test_provision_check_gets_vhosts_users_and_permissions(omegaml, rabbit):
 def test_provision_check_fails_when_the_vhost_is_gone(omegaml, rabbit):
     env = {"RABBITMQ_ADMIN_URL": rabbit.url()}
     assert omegaml.run("install", env=env).code == 0
-    rabbit.resources.discard("/api/vhosts/alice%2Fdev")
+    rabbit.resources.discard("/api/vhosts/alice~dev%2F1")
 
     run = omegaml.run("check", env=env)
 
-    assert_one_line_failure(run, "RabbitMQ vhost 'alice/dev' does not exist")
+    assert_one_line_failure(run, "RabbitMQ vhost 'alice~dev/1' does not exist")
 
 
 @pytest.mark.parametrize(
@@ -344,7 +344,7 @@ def test_provision_fails_when_the_management_api_is_unreachable(omegaml):
 
 def test_provision_refuses_qualifiers_that_give_one_rabbitmq_user_two_passwords(tmp_path, rabbit):
     settings = json.loads(json.dumps(SETTINGS))
-    settings["dev"]["OMEGA_CELERY_CONFIG"]["BROKER_URL"] = "amqp://alice:other-password@rabbit:5672/alice-dev"
+    settings["dev"]["OMEGA_CELERY_CONFIG"]["BROKER_URL"] = "amqp://alice:other-password@rabbit:5672/alice~dev"
     deployment = Deployment(tmp_path, PROVISION, "omegaml", settings=settings)
 
     run = deployment.run("install", env={"RABBITMQ_ADMIN_URL": rabbit.url()})
@@ -414,7 +414,7 @@ def test_provision_creates_mongodb_users_with_mongosh_passing_secrets_only_in_it
         "action": "create",
         "users": [
             {"user": "alice", "password": PASSWORD, "db": "alice", "authdb": "alice"},
-            {"user": "alice", "password": PASSWORD, "db": "alice-dev", "authdb": "alice-dev"},
+            {"user": "alice", "password": PASSWORD, "db": "alice~dev", "authdb": "alice~dev"},
         ],
     }
     assert "mongosh: MongoDB user alice for database alice: created" in run.stdout

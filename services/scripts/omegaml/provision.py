@@ -15,6 +15,12 @@ Phases (``$OMEGAOPS_PHASE``):
 - check: the settings name a database and a broker for every qualifier; with admin access configured,
   the users and vhosts exist on the servers. Exit 1 with the reason otherwise.
 
+Every name it creates, grants or removes is the user's own (``$OMEGAOPS_USER``): the MongoDB and RabbitMQ
+user is the userid, and each database and vhost is the userid (qualifier ``default``) or
+``<userid>~<qualifier>`` (as ``app.ops.tasks.storage_name`` makes them; ``~`` is in no userid). Settings
+that name anything else -- another user's database, vhost or account, an auth database other than the
+database itself or ``admin`` -- fail the step before any server is called.
+
 Admin access comes from the configuration's env:
 
 - ``RABBITMQ_ADMIN_URL``: the management API with admin credentials, e.g. ``http://admin:pw@rabbit:15672``.
@@ -136,12 +142,40 @@ def broker_account(qualifier: str, config: dict) -> dict:
     }
 
 
-def accounts(configs: dict[str, dict]) -> tuple[list[dict], list[dict]]:
-    """The MongoDB and RabbitMQ accounts of every qualifier; ``Failure`` names the first bad one."""
+# joins a userid and a qualifier in database and vhost names (app/ops/tasks.py QUALIFIER_SEPARATOR)
+QUALIFIER_SEPARATOR = "~"
+
+
+def owner(name: str) -> str:
+    """The userid a database or vhost name belongs to: what comes before the separator, or the whole name."""
+    return name.split(QUALIFIER_SEPARATOR, 1)[0]
+
+
+def check_owned(userid: str, mongo: dict, broker: dict) -> None:
+    """``Failure`` unless the qualifier's MongoDB and RabbitMQ names are all ``userid``'s own."""
+    qualifier = mongo["qualifier"]
+    names = [
+        ("MongoDB user", mongo["user"], mongo["user"] == userid),
+        ("MongoDB database", mongo["db"], owner(mongo["db"]) == userid),
+        ("MongoDB auth database", mongo["authdb"], mongo["authdb"] in (mongo["db"], "admin")),
+        ("RabbitMQ user", broker["user"], broker["user"] == userid),
+        ("RabbitMQ vhost", broker["vhost"], owner(broker["vhost"]) == userid),
+    ]
+    for what, name, own in names:
+        if not own:
+            raise Failure(
+                f"qualifier {qualifier!r}: the {what} {name!r} is not user {userid!r}'s own "
+                f"(its names are {userid!r} and {userid}{QUALIFIER_SEPARATOR}<qualifier>): nothing was changed"
+            )
+
+
+def accounts(configs: dict[str, dict], userid: str) -> tuple[list[dict], list[dict]]:
+    """Every qualifier's MongoDB and RabbitMQ accounts, all ``userid``'s own; ``Failure`` names the first bad one."""
     mongo, broker = [], []
     for name, config in configs.items():
         mongo.append({"qualifier": name, **mongo_account(name, config)})
         broker.append({"qualifier": name, **broker_account(name, config)})
+        check_owned(userid, mongo[-1], broker[-1])
     return mongo, broker
 
 
@@ -303,20 +337,23 @@ def unique(values):
 def provision(phase: str, settings: dict, environ) -> dict:
     """Do ``phase``; return what to record in the deployment's settings (may be empty)."""
     configs = qualifiers(settings)
+    userid = environ.get("OMEGAOPS_USER", "")
+    if not userid or QUALIFIER_SEPARATOR in userid:
+        raise Failure(f"OMEGAOPS_USER {userid!r} is not a userid: the names to provision cannot be checked")
     rabbit_url = environ.get("RABBITMQ_ADMIN_URL", "").strip()
     mongo_url = environ.get("MONGO_ADMIN_URL", "").strip()
     binary = shutil.which("mongosh", path=environ.get("PATH")) if mongo_url else None
     mongo_missing = mongo_unavailable(mongo_url, binary)
 
     if phase == "check":
-        return check(configs, rabbit_url, mongo_url, binary, mongo_missing)
+        return check(configs, userid, rabbit_url, mongo_url, binary, mongo_missing)
 
     if not configs:
         if phase == "uninstall":
             say("the settings hold no qualifier: nothing to remove")
             return {}
         raise Failure("the settings hold no qualifier with OMEGA_MONGO_URL (run deploy_user_service first)")
-    mongos, brokers = accounts(configs)
+    mongos, brokers = accounts(configs, userid)
     rabbit = RabbitAdmin(rabbit_url) if rabbit_url else None
     if rabbit:
         check_brokers(brokers, passwords_too=phase != "uninstall")
@@ -346,7 +383,9 @@ def provision(phase: str, settings: dict, environ) -> dict:
     return {"provisioning": {"mongodb": mongo_state, "rabbitmq": rabbit_state}}
 
 
-def check(configs: dict, rabbit_url: str, mongo_url: str, binary: str | None, mongo_missing: str | None) -> dict:
+def check(
+    configs: dict, userid: str, rabbit_url: str, mongo_url: str, binary: str | None, mongo_missing: str | None
+) -> dict:
     if not configs:
         raise Failure("the settings hold no qualifier with OMEGA_MONGO_URL and OMEGA_CELERY_CONFIG.BROKER_URL")
     problems = []
@@ -359,6 +398,8 @@ def check(configs: dict, rabbit_url: str, mongo_url: str, binary: str | None, mo
                 problems.append(str(exc))
     if problems:
         raise Failure("; ".join(problems))
+    for mongo, broker in zip(mongos, brokers, strict=True):
+        check_owned(userid, mongo, broker)
     say(f"settings: {len(configs)} qualifier(s) with a database and a broker ({', '.join(configs)})")
 
     if mongo_missing:

@@ -17,7 +17,8 @@ desired size and starts nothing. The workers get the configuration's env plus ``
 Each worker is started detached, in a session of its own, so it outlives this script and the step's
 process group; its pid file ``worker-<n>.pid`` (pid, start time, host, command) and its log
 ``worker-<n>.log`` live in ``$OMEGAOPS_STATE_DIR``. A pid counts as our worker only while the process
-with that start time lives, so a reused pid is never signalled. Stopping sends SIGTERM to the worker's
+with that start time lives and its environment carries this ``OMEGAOPS_DEPLOYMENT_ID``, so a reused pid,
+or a pid file written to name another deployment's worker, is never signalled. Stopping sends SIGTERM to the worker's
 process group, then SIGKILL after ``WORKER_STOP_GRACE`` seconds (default 10, at most 60). A started
 worker that exits within ``WORKER_START_SECONDS`` (default 1) fails the step, with the end of its log.
 A log over 10 MiB is moved to ``worker-<n>.log.1`` when its worker starts.
@@ -97,7 +98,20 @@ def alive(record: dict) -> bool:
     state, started = stat
     if state in ("Z", "X"):
         return False
-    return record.get("start") in (None, started)
+    return record.get("start") in (None, started) and of_deployment(pid, record["deployment"])
+
+
+def of_deployment(pid: int, deployment: str) -> bool:
+    """Whether ``pid`` was started for ``deployment``: its environment (fixed at exec) says so.
+
+    A pid file is only as trustworthy as the directory it is in, and the workers' HOME is inside it: a
+    pid file naming another deployment's worker (or any other process of ours) is not obeyed.
+    """
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return f"OMEGAOPS_DEPLOYMENT_ID={deployment}".encode() in environ
 
 
 def reap(pid: int) -> None:
@@ -153,8 +167,9 @@ def stop(records: list[dict], grace: float) -> None:
 class Workers:
     """The pid files in the deployment's state directory."""
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, deployment: str):
         self.dir = state_dir
+        self.deployment = deployment  # $OMEGAOPS_DEPLOYMENT_ID: every worker of ours carries it
 
     def pidfile(self, index: int) -> Path:
         return self.dir / f"worker-{index}.pid"
@@ -193,7 +208,7 @@ class Workers:
                 say(f"{path.name}: unreadable pid file removed")
                 path.unlink(missing_ok=True)
                 continue
-            record["path"] = path
+            record["path"], record["deployment"] = path, self.deployment
             found.append(record)
         return sorted(found, key=lambda record: record["index"])
 
@@ -235,7 +250,7 @@ class Workers:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record))
         tmp.replace(path)
-        record["path"] = path
+        record["path"], record["deployment"] = path, self.deployment
         return record, process
 
     def log_tail(self, index: int, lines: int = 5) -> str:
@@ -409,12 +424,15 @@ def run(phase: str, environ) -> dict:
         raise Usage("OMEGAOPS_PARAMS and OMEGAOPS_SETTINGS must be JSON objects") from None
     if not isinstance(params, dict) or not isinstance(settings, dict):
         raise Usage("OMEGAOPS_PARAMS and OMEGAOPS_SETTINGS must be JSON objects")
+    deployment = environ.get("OMEGAOPS_DEPLOYMENT_ID", "")
+    if not deployment.isdigit():
+        raise Usage("OMEGAOPS_DEPLOYMENT_ID is not set: the workers of this deployment cannot be told from others")
     command, argv = worker_command(environ)
     # both within the step's timeout (120s in worker.yaml), with room for the starts
     grace = seconds(environ, "WORKER_STOP_GRACE", 10.0, 60)
     settle = seconds(environ, "WORKER_START_SECONDS", SETTLE, 30)
     qualifier = str(param(params, environ, "qualifier") or recorded(settings).get("qualifier") or "default")
-    workers = Workers(Path(state))
+    workers = Workers(Path(state), deployment)
     workers.dir.mkdir(parents=True, exist_ok=True)
 
     if phase == "uninstall":
